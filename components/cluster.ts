@@ -1,0 +1,162 @@
+// Wires the tiers into one GitLab cluster: data services, NFS, GitLab nodes (migration node
+// first, then the rest in parallel, reconfigures one at a time), and the balancer.
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { ClusterConfig, HostConfig } from "./config";
+import { GitlabNode } from "./gitlabNode";
+import { HostConnection, sourceRanges } from "./host";
+import { NfsExport, NfsMount } from "./nfs";
+import { NginxLoadBalancer } from "./nginxLoadBalancer";
+import { PostgresNode } from "./postgresNode";
+import { RedisNode } from "./redisNode";
+import { renderGitlabRb } from "./render/gitlabRb";
+
+export interface GitlabClusterArgs {
+    readonly config: ClusterConfig;
+    /** Where the Docker provider's ssh client finds key and known_hosts files. */
+    readonly sshFilesDir: string;
+}
+
+export interface ClusterNodeInfo {
+    readonly name: string;
+    readonly address: string;
+    readonly migrationNode: boolean;
+    readonly container: string;
+}
+
+function unique(items: readonly string[]): string[] {
+    return [...new Set(items)];
+}
+
+export class GitlabCluster extends pulumi.ComponentResource {
+    readonly url: string;
+    readonly balancerAddress: string;
+    readonly nodes: readonly ClusterNodeInfo[];
+    readonly initialRootPassword: pulumi.Output<string>;
+    readonly endpoints: { readonly postgres: string; readonly redis: string; readonly ssh: string };
+    readonly redis: RedisNode;
+    readonly postgres: PostgresNode;
+    readonly gitlabNodes: readonly GitlabNode[];
+    readonly nfsExport?: NfsExport;
+    readonly nfsMounts: readonly NfsMount[];
+    readonly loadBalancer: NginxLoadBalancer;
+
+    constructor(name: string, args: GitlabClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: the config holds secrets (SSH and TLS keys) that must not enter state as plain inputs.
+        super("gitlab-cluster:index:GitlabCluster", name, {}, opts);
+        const cfg = args.config;
+        const host = (n: string): HostConfig => cfg.hosts[n]!;
+        const connections = new Map<string, HostConnection>();
+        const connect = (n: string): HostConnection => {
+            let c = connections.get(n);
+            if (!c) {
+                c = new HostConnection(host(n), this, name, args.sshFilesDir);
+                connections.set(n, c);
+            }
+            return c;
+        };
+        const gitlabHosts = cfg.roles.gitlab.map(host);
+        const lbHost = host(cfg.roles.loadBalancer);
+
+        this.redis = new RedisNode(`${name}-redis`, {
+            host: connect(cfg.roles.redis), image: cfg.redis.image, port: cfg.redis.port, dataRoot: cfg.redis.dataRoot,
+        }, { parent: this });
+        this.postgres = new PostgresNode(`${name}-postgres`, {
+            host: connect(cfg.roles.postgres), image: cfg.postgres.image, port: cfg.postgres.port,
+            database: cfg.postgres.database, user: cfg.postgres.user, dataRoot: cfg.postgres.dataRoot,
+            clientRanges: unique(gitlabHosts.flatMap(g => sourceRanges(g, host(cfg.roles.postgres)))),
+        }, { parent: this });
+
+        let sharedRoot: string | undefined;
+        const mounts = new Map<string, NfsMount>();
+        const nfsServer = cfg.roles.nfsServer;
+        if (gitlabHosts.length > 1 && nfsServer !== undefined) {
+            sharedRoot = cfg.nfs.path;
+            const clients = gitlabHosts.filter(g => g.name !== nfsServer);
+            this.nfsExport = new NfsExport(`${name}-nfs-export`, {
+                host: connect(nfsServer), path: cfg.nfs.path, clientAddresses: clients.map(c => c.address),
+            }, { parent: this });
+            for (const client of clients) {
+                mounts.set(client.name, new NfsMount(`${name}-nfs-mount-${client.name}`, {
+                    host: connect(client.name), serverAddress: host(nfsServer).address, path: cfg.nfs.path, options: cfg.nfs.mountOptions,
+                }, { parent: this, dependsOn: [this.nfsExport] }));
+            }
+        }
+        this.nfsMounts = [...mounts.values()];
+
+        const rootPassword = new random.RandomPassword(`${name}-initial-root-password`, { length: 32, special: false }, { parent: this });
+        this.initialRootPassword = pulumi.secret(rootPassword.result);
+        const backupNode = cfg.backup === undefined ? undefined : (cfg.backup.node ?? cfg.roles.gitlab[0]);
+        const gitlabRbFor = (node: HostConfig, migrationNode: boolean) => pulumi.secret(pulumi
+            .all([this.postgres.password, this.redis.password, this.initialRootPassword])
+            .apply(([dbPassword, redisPassword, root]) => renderGitlabRb({
+                nodeName: node.name,
+                externalUrl: cfg.gitlab.externalUrl,
+                migrationNode,
+                database: { host: this.postgres.address, port: this.postgres.port, name: this.postgres.database, user: this.postgres.user, password: dbPassword },
+                redis: { host: this.redis.address, port: this.redis.port, password: redisPassword },
+                balancerSources: sourceRanges(lbHost, node),
+                sshPort: cfg.loadBalancer.sshPort,
+                gitUid: cfg.gitlab.gitUid,
+                gitGid: cfg.gitlab.gitGid,
+                initialRootPassword: migrationNode ? root : undefined,
+                backupKeepTimeSeconds: node.name === backupNode && cfg.backup ? cfg.backup.keepDays * 86400 : undefined,
+                rails: cfg.gitlab.rails,
+            })));
+
+        const nodes: GitlabNode[] = [];
+        for (const [i, node] of gitlabHosts.entries()) {
+            const migration = nodes[0];
+            const mount = mounts.get(node.name);
+            nodes.push(new GitlabNode(`${name}-gitlab-${node.name}`, {
+                host: connect(node.name),
+                image: cfg.gitlab.image,
+                dataRoot: cfg.gitlab.dataRoot,
+                gitlabRb: gitlabRbFor(node, i === 0),
+                migrationNode: i === 0,
+                sharedIdentity: migration?.identity,
+                sharedRoot,
+                sshPort: cfg.gitlab.nodeSshPort,
+                readinessTimeoutSeconds: cfg.gitlab.readinessTimeoutSeconds,
+                startAfter: [
+                    this.postgres.ready, this.redis.container,
+                    ...(this.nfsExport && node.name === nfsServer ? [this.nfsExport.command] : []),
+                    ...(mount ? [mount.command] : []),
+                    ...(migration ? [migration.ready] : []),
+                ],
+                previousRollout: nodes[i - 1]?.rollout,
+            }, { parent: this }));
+        }
+        this.gitlabNodes = nodes;
+
+        const serverName = new URL(cfg.gitlab.externalUrl).hostname;
+        this.loadBalancer = new NginxLoadBalancer(`${name}-lb`, {
+            host: connect(lbHost.name),
+            image: cfg.loadBalancer.image,
+            configRoot: cfg.loadBalancer.configRoot,
+            serverName,
+            nodes: gitlabHosts.map(g => ({ name: g.name, address: g.address, httpPort: 80, sshPort: cfg.gitlab.nodeSshPort })),
+            listenAddress: cfg.loadBalancer.listenAddress,
+            httpPort: cfg.loadBalancer.httpPort,
+            httpsPort: cfg.loadBalancer.httpsPort,
+            sshPort: cfg.loadBalancer.sshPort,
+            tls: cfg.loadBalancer.tls,
+            proxyReadTimeoutSeconds: cfg.loadBalancer.proxyReadTimeoutSeconds,
+            proxyConnectTimeoutSeconds: cfg.loadBalancer.proxyConnectTimeoutSeconds,
+            startAfter: nodes.map(n => n.ready),
+        }, { parent: this });
+
+        this.url = cfg.gitlab.externalUrl;
+        this.balancerAddress = lbHost.address;
+        this.nodes = gitlabHosts.map((g, i) => ({ name: g.name, address: g.address, migrationNode: i === 0, container: nodes[i]!.containerName }));
+        this.endpoints = {
+            postgres: `${this.postgres.address}:${this.postgres.port}`,
+            redis: `${this.redis.address}:${this.redis.port}`,
+            ssh: `${lbHost.address}:${cfg.loadBalancer.sshPort}`,
+        };
+        this.registerOutputs({
+            url: this.url, balancerAddress: this.balancerAddress, nodes: this.nodes,
+            initialRootPassword: this.initialRootPassword, endpoints: this.endpoints,
+        });
+    }
+}

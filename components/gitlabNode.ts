@@ -1,0 +1,103 @@
+// One GitLab Omnibus node. Its container's inputs hold nothing that a gitlab.rb change touches:
+// gitlab.rb is pushed to the host and applied with `gitlab-ctl reconfigure`, node after node.
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
+import type { HostCommand, HostConnection } from "./host";
+import { GITLAB_SHARED_DIRECTORIES } from "./render/nfs";
+import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeFileScript, writeIdentityScript } from "./render/scripts";
+
+export interface GitlabNodeArgs {
+    /** The host that runs this node. */
+    readonly host: HostConnection;
+    /** A pinned GitLab Omnibus image. */
+    readonly image: string;
+    /** Host directory holding config/ (/etc/gitlab), logs/ and data/. */
+    readonly dataRoot: string;
+    /** The rendered gitlab.rb (secret: it holds the DB and Redis passwords). */
+    readonly gitlabRb: pulumi.Input<string>;
+    /** The migration node starts first and is the source of the shared secrets and host keys. */
+    readonly migrationNode: boolean;
+    /** The migration node's gitlab-secrets.json and SSH host keys (base64 tar, secret); not on the migration node. */
+    readonly sharedIdentity?: pulumi.Input<string>;
+    /** Root of the NFS-shared directories on this host (export or mount); none for a single node. */
+    readonly sharedRoot?: string;
+    /** Port the container's sshd is published on. */
+    readonly sshPort: number;
+    readonly readinessTimeoutSeconds: number;
+    /** Done before this container starts: the database, the NFS mount, the migration node's readiness. */
+    readonly startAfter?: readonly pulumi.Resource[];
+    /** The previous node's rollout step: reconfigures run one node at a time, in order. */
+    readonly previousRollout?: pulumi.Resource;
+}
+
+export class GitlabNode extends pulumi.ComponentResource {
+    readonly containerName: string;
+    readonly container: docker.Container;
+    readonly configPush: HostCommand;
+    /** Done when the node answers /-/readiness after its container started. */
+    readonly ready: HostCommand;
+    /** Done when the current gitlab.rb is applied and the node is ready again. */
+    readonly rollout: HostCommand;
+    /** On the migration node: its shared secrets and host keys, read once (secret). */
+    readonly identity?: pulumi.Output<string>;
+
+    constructor(name: string, args: GitlabNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
+        super("gitlab-cluster:gitlab:GitlabNode", name, {}, opts);
+        this.containerName = name;
+        const configDir = `${args.dataRoot}/config`;
+        const gitlabRb = pulumi.secret(args.gitlabRb);
+        this.configPush = args.host.run(`${name}-gitlab-rb`, {
+            create: writeFileScript({ path: `${configDir}/gitlab.rb`, mode: "0600" }),
+            stdin: gitlabRb,
+        }, { parent: this });
+        const beforeStart: pulumi.Resource[] = [this.configPush, ...(args.startAfter ?? [])];
+        if (args.sharedIdentity !== undefined) {
+            beforeStart.push(args.host.run(`${name}-identity`, {
+                create: writeIdentityScript(configDir),
+                stdin: args.sharedIdentity,
+            }, { parent: this }));
+        }
+        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
+        const shared = args.sharedRoot === undefined ? [] : GITLAB_SHARED_DIRECTORIES.map(d => ({
+            hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath,
+        }));
+        this.container = new docker.Container(name, {
+            name: this.containerName,
+            hostname: args.host.name,
+            image: image.imageId,
+            restart: "unless-stopped",
+            ports: [
+                { internal: 80, external: 80, ip: args.host.address },
+                { internal: 22, external: args.sshPort, ip: args.host.address },
+            ],
+            volumes: [
+                { hostPath: configDir, containerPath: "/etc/gitlab" },
+                { hostPath: `${args.dataRoot}/logs`, containerPath: "/var/log/gitlab" },
+                { hostPath: `${args.dataRoot}/data`, containerPath: "/var/opt/gitlab" },
+                ...shared,
+            ],
+            shmSize: 256,
+            healthcheck: { tests: ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"], interval: "60s", timeout: "30s", retries: 5, startPeriod: "600s" },
+        }, args.host.dockerOpts(this, { dependsOn: beforeStart, deleteBeforeReplace: true }));
+        this.ready = args.host.run(`${name}-ready`, {
+            create: waitForReadinessScript(this.containerName, args.readinessTimeoutSeconds),
+            triggers: [this.container.id],
+        }, { parent: this, dependsOn: [this.container] });
+        // A first start applies gitlab.rb by itself; later changes reconfigure in place, in node order.
+        const gitlabRbHash = gitlabRb.apply(text => createHash("sha256").update(text).digest("hex"));
+        this.rollout = args.host.run(`${name}-rollout`, {
+            create: `echo "${this.containerName}: gitlab.rb applied by the container's first start"`,
+            update: reconfigureScript(this.containerName, args.readinessTimeoutSeconds),
+            triggers: [gitlabRbHash],
+        }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
+        if (args.migrationNode) {
+            this.identity = args.host.run(`${name}-read-identity`, {
+                create: readIdentityScript(configDir),
+                secretStdout: true,
+            }, { parent: this, dependsOn: [this.ready] }).stdout;
+        }
+        this.registerOutputs({ containerName: this.containerName });
+    }
+}

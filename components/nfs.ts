@@ -1,0 +1,64 @@
+// NFS for the shared GitLab directories: one GitLab host exports, the other GitLab hosts mount.
+// NFS for Git data is deprecated by GitLab (unsupported since 15.6); it is what this topology asks for.
+import * as pulumi from "@pulumi/pulumi";
+import type { HostCommand, HostConnection } from "./host";
+import { GITLAB_SHARED_DIRECTORIES, renderExports, renderFstabLine } from "./render/nfs";
+import { nfsExportScript, nfsMountScript, nfsUnexportScript, nfsUnmountScript } from "./render/scripts";
+
+export const EXPORTS_FILE = "/etc/exports.d/gitlab-cluster.exports";
+
+export interface NfsExportArgs {
+    /** The GitLab host that serves the shared directories. */
+    readonly host: HostConnection;
+    /** Exported path; the server's own GitLab node uses it directly. */
+    readonly path: string;
+    /** The other GitLab hosts' addresses: the only clients allowed. */
+    readonly clientAddresses: readonly string[];
+}
+
+export class NfsExport extends pulumi.ComponentResource {
+    readonly command: HostCommand;
+    readonly exportsContent: string;
+
+    constructor(name: string, args: NfsExportArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
+        super("gitlab-cluster:nfs:NfsExport", name, {}, opts);
+        const exportsContent = renderExports(args.path, args.clientAddresses);
+        this.exportsContent = exportsContent;
+        this.command = args.host.run(name, {
+            create: nfsExportScript({
+                exportPath: args.path,
+                directories: GITLAB_SHARED_DIRECTORIES.map(d => d.dir),
+                exportsFile: EXPORTS_FILE,
+                exportsContent,
+            }),
+            delete: nfsUnexportScript(EXPORTS_FILE),
+        }, { parent: this });
+        this.registerOutputs({ exportsContent: this.exportsContent });
+    }
+}
+
+export interface NfsMountArgs {
+    /** The GitLab host that mounts the export. */
+    readonly host: HostConnection;
+    readonly serverAddress: string;
+    /** Mounted at the same path as it is exported. */
+    readonly path: string;
+    readonly options: readonly string[];
+}
+
+export class NfsMount extends pulumi.ComponentResource {
+    readonly command: HostCommand;
+    readonly fstabLine: string;
+
+    constructor(name: string, args: NfsMountArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
+        super("gitlab-cluster:nfs:NfsMount", name, {}, opts);
+        this.fstabLine = renderFstabLine(args.serverAddress, args.path, args.options);
+        this.command = args.host.run(name, {
+            create: nfsMountScript({ mountPath: args.path, fstabLine: this.fstabLine }),
+            delete: nfsUnmountScript(args.path),
+        }, { parent: this });
+        this.registerOutputs({ fstabLine: this.fstabLine });
+    }
+}

@@ -1,0 +1,89 @@
+// nginx in front of the GitLab nodes: HTTP(S) and git-over-SSH, config reloaded in place.
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import type { HostConnection } from "./host";
+import { renderNginxConf, type NginxUpstreamNode } from "./render/nginxConf";
+import { shellQuote } from "./render/quote";
+import { writeFileScript } from "./render/scripts";
+
+const CONFIG_DIR = "/etc/nginx/gitlab-cluster";
+const HEALTH_PORT = 8081;
+
+export interface NginxLoadBalancerArgs {
+    /** The host that runs the balancer. */
+    readonly host: HostConnection;
+    /** A pinned nginx image (the official one has the stream module built in). */
+    readonly image: string;
+    /** Host directory for nginx.conf and TLS files, mounted read-only into the container. */
+    readonly configRoot: string;
+    readonly serverName: string;
+    readonly nodes: readonly NginxUpstreamNode[];
+    readonly listenAddress: string;
+    readonly httpPort: number;
+    readonly httpsPort: number;
+    readonly sshPort: number;
+    /** TLS certificate chain and key (secret); TLS ends here when set. */
+    readonly tls?: { readonly certificate: pulumi.Input<string>; readonly privateKey: pulumi.Input<string> };
+    readonly proxyReadTimeoutSeconds: number;
+    readonly proxyConnectTimeoutSeconds: number;
+    /** Resources that must be done before traffic is sent (the nodes' readiness). */
+    readonly startAfter?: readonly pulumi.Resource[];
+}
+
+export class NginxLoadBalancer extends pulumi.ComponentResource {
+    readonly nginxConf: string;
+    readonly container: docker.Container;
+
+    constructor(name: string, args: NginxLoadBalancerArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
+        super("gitlab-cluster:loadbalancer:NginxLoadBalancer", name, {}, opts);
+        const containerName = name;
+        const c = shellQuote(containerName);
+        this.nginxConf = renderNginxConf({
+            serverName: args.serverName,
+            nodes: args.nodes,
+            httpPort: args.httpPort,
+            httpsPort: args.httpsPort,
+            sshPort: args.sshPort,
+            tls: args.tls ? { certificatePath: `${CONFIG_DIR}/tls/cert.pem`, privateKeyPath: `${CONFIG_DIR}/tls/key.pem` } : undefined,
+            proxyReadTimeoutSeconds: args.proxyReadTimeoutSeconds,
+            proxyConnectTimeoutSeconds: args.proxyConnectTimeoutSeconds,
+            healthPort: HEALTH_PORT,
+        });
+        // A changed config is tested inside the running container before nginx reloads it.
+        const reload = `if docker inspect ${c} >/dev/null 2>&1; then docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"; fi`;
+        const files: pulumi.Resource[] = [];
+        if (args.tls) {
+            files.push(args.host.run(`${name}-tls-certificate`, {
+                create: writeFileScript({ path: `${args.configRoot}/tls/cert.pem`, mode: "0644" }, reload),
+                stdin: args.tls.certificate,
+            }, { parent: this }));
+            files.push(args.host.run(`${name}-tls-key`, {
+                create: writeFileScript({ path: `${args.configRoot}/tls/key.pem`, mode: "0600" }, reload),
+                stdin: pulumi.secret(args.tls.privateKey),
+            }, { parent: this, dependsOn: files.slice() }));
+        }
+        files.push(args.host.run(`${name}-config`, {
+            create: writeFileScript({ path: `${args.configRoot}/nginx.conf`, mode: "0644" }, reload),
+            stdin: this.nginxConf,
+        }, { parent: this, dependsOn: files.slice() }));
+        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
+        const ports: docker.types.input.ContainerPort[] = [
+            { internal: args.httpPort, external: args.httpPort, ip: args.listenAddress },
+            { internal: args.sshPort, external: args.sshPort, ip: args.listenAddress },
+            ...(args.tls ? [{ internal: args.httpsPort, external: args.httpsPort, ip: args.listenAddress }] : []),
+        ];
+        this.container = new docker.Container(name, {
+            name: containerName,
+            image: image.imageId,
+            command: ["nginx", "-c", `${CONFIG_DIR}/nginx.conf`, "-g", "daemon off;"],
+            restart: "unless-stopped",
+            ports,
+            volumes: [{ hostPath: args.configRoot, containerPath: CONFIG_DIR, readOnly: true }],
+            healthcheck: { tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${HEALTH_PORT}/nginx-health`], interval: "10s", timeout: "5s", retries: 3, startPeriod: "5s" },
+            wait: true,
+            waitTimeout: 60,
+        }, args.host.dockerOpts(this, { dependsOn: [...files, ...(args.startAfter ?? [])], deleteBeforeReplace: true }));
+        this.registerOutputs({ nginxConf: this.nginxConf });
+    }
+}

@@ -1,0 +1,89 @@
+// PostgreSQL for GitLab: a `gitlab` role owning the GitLab database with the extensions GitLab
+// needs, scram password access from the GitLab nodes only, data on a retained volume.
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import * as random from "@pulumi/random";
+import type { HostConnection } from "./host";
+import { renderGitlabRoleSql, renderPgHba } from "./render/postgres";
+import { shellQuote } from "./render/quote";
+import { writeFileScript } from "./render/scripts";
+
+/** UID of the `postgres` user in the official Debian-based image. */
+const POSTGRES_IMAGE_UID = "999:999";
+const CONTAINER_PORT = 5432;
+const HBA_DIR = "/etc/postgresql/gitlab-cluster";
+const SECRETS_DIR = "/run/secrets/gitlab-cluster";
+
+export interface PostgresNodeArgs {
+    /** The host that runs PostgreSQL. */
+    readonly host: HostConnection;
+    /** A pinned PostgreSQL image. */
+    readonly image: string;
+    /** Port published on the host's address. */
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    /** Host directory for pg_hba.conf and the superuser password file. */
+    readonly dataRoot: string;
+    /** Address ranges the GitLab nodes connect from; nothing else may log in over the network. */
+    readonly clientRanges: readonly string[];
+}
+
+export class PostgresNode extends pulumi.ComponentResource {
+    /** The `gitlab` role's generated password (secret). */
+    readonly password: pulumi.Output<string>;
+    readonly address: string;
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    readonly container: docker.Container;
+    /** Done when the role, database and extensions exist: GitLab may connect. */
+    readonly ready: pulumi.Resource;
+
+    constructor(name: string, args: PostgresNodeArgs, opts?: pulumi.ComponentResourceOptions) {
+        // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
+        super("gitlab-cluster:postgres:PostgresNode", name, {}, opts);
+        const containerName = name;
+        this.password = pulumi.secret(new random.RandomPassword(`${name}-password`, { length: 40, special: false }, { parent: this }).result);
+        const superuserPassword = pulumi.secret(new random.RandomPassword(`${name}-superuser-password`, { length: 40, special: false }, { parent: this }).result);
+        const superuserFile = args.host.run(`${name}-superuser-password`, {
+            create: writeFileScript({ path: `${args.dataRoot}/secrets/superuser-password`, mode: "0600", owner: POSTGRES_IMAGE_UID }),
+            stdin: superuserPassword,
+        }, { parent: this });
+        const reload = `if docker inspect ${shellQuote(containerName)} >/dev/null 2>&1; then docker exec -u postgres ${shellQuote(containerName)} psql -X -qAt -c 'SELECT pg_reload_conf()' >/dev/null && echo "reloaded pg_hba.conf"; fi`;
+        const hba = args.host.run(`${name}-hba`, {
+            create: writeFileScript({ path: `${args.dataRoot}/conf/pg_hba.conf`, mode: "0644" }, reload),
+            stdin: renderPgHba({ database: args.database, user: args.user, clientRanges: args.clientRanges }),
+        }, { parent: this });
+        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
+        const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, args.host.dockerOpts(this, { retainOnDelete: true }));
+        this.container = new docker.Container(name, {
+            name: containerName,
+            image: image.imageId,
+            command: ["postgres", "-c", `hba_file=${HBA_DIR}/pg_hba.conf`, "-c", "password_encryption=scram-sha-256"],
+            envs: [`POSTGRES_PASSWORD_FILE=${SECRETS_DIR}/superuser-password`, "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
+            restart: "unless-stopped",
+            ports: [{ internal: CONTAINER_PORT, external: args.port, ip: args.host.address }],
+            volumes: [
+                { volumeName: volume.name, containerPath: "/var/lib/postgresql/data" },
+                { hostPath: `${args.dataRoot}/conf`, containerPath: HBA_DIR, readOnly: true },
+                { hostPath: `${args.dataRoot}/secrets`, containerPath: SECRETS_DIR, readOnly: true },
+            ],
+            healthcheck: { tests: ["CMD", "pg_isready", "-h", "/var/run/postgresql", "-U", "postgres"], interval: "10s", timeout: "5s", retries: 10, startPeriod: "30s" },
+            shmSize: 256,
+            wait: true,
+            waitTimeout: 300,
+        }, args.host.dockerOpts(this, { dependsOn: [superuserFile, hba], deleteBeforeReplace: true }));
+        // psql reads the SQL, password included, from stdin: it never reaches a command line.
+        this.ready = args.host.run(`${name}-gitlab-role`, {
+            create: `docker exec -i -u postgres ${shellQuote(containerName)} psql -X -q -d postgres -f -`,
+            stdin: this.password.apply(p => renderGitlabRoleSql(args.database, args.user, p)),
+            triggers: [this.container.id],
+        }, { parent: this, dependsOn: [this.container] });
+        this.address = args.host.address;
+        this.port = args.port;
+        this.database = args.database;
+        this.user = args.user;
+        this.registerOutputs({ password: this.password, address: this.address, port: this.port });
+    }
+}

@@ -1,0 +1,228 @@
+// POSIX sh scripts run on the hosts by the remote (or local) commands. Each is idempotent:
+// a second run with the same inputs changes nothing. Secrets never appear here: they arrive
+// on stdin.
+import { shellQuote } from "./quote";
+
+const HEADER = "#!/bin/sh\nset -eu\n";
+
+export interface FileSpec {
+    /** Absolute path on the host. */
+    readonly path: string;
+    /** Octal mode, e.g. "0600". */
+    readonly mode: string;
+    /** Numeric owner, e.g. "999:999"; default root. */
+    readonly owner?: string;
+}
+
+/**
+ * Writes stdin to `file` atomically (temp file + rename in the same directory) and leaves an
+ * identical file untouched. `then` runs only when the content changed.
+ */
+export function writeFileScript(file: FileSpec, then?: string): string {
+    const target = shellQuote(file.path);
+    const dir = shellQuote(file.path.replace(/\/[^/]+$/, "") || "/");
+    return `${HEADER}umask 077
+mkdir -p ${dir}
+tmp=$(mktemp ${dir}/.gitlab-cluster.XXXXXX)
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+chmod ${file.mode} "$tmp"
+chown ${shellQuote(file.owner ?? "0:0")} "$tmp"
+if [ -f ${target} ] && cmp -s "$tmp" ${target} && [ "$(stat -c '%a %u:%g' ${target})" = "$(stat -c '%a %u:%g' "$tmp")" ]; then
+    echo "unchanged: ${file.path.replace(/["$`\\]/g, "")}"
+    exit 0
+fi
+mv -f "$tmp" ${target}
+trap - EXIT
+echo "written: ${file.path.replace(/["$`\\]/g, "")}"
+${then ?? ""}`.replace(/\n*$/, "\n");
+}
+
+/** Deletes a managed file; `then` runs afterwards (e.g. a reload). */
+export function removeFileScript(path: string, then?: string): string {
+    return `${HEADER}rm -f ${shellQuote(path)}\n${then ?? ""}`.replace(/\n*$/, "\n");
+}
+
+/** Creates directories (mode 0755 unless given) if missing. */
+export function ensureDirsScript(dirs: readonly string[], mode = "0755"): string {
+    return `${HEADER}mkdir -p ${dirs.map(shellQuote).join(" ")}\nchmod ${mode} ${dirs.map(shellQuote).join(" ")}\n`;
+}
+
+/** Installs packages with apt-get or dnf when a command they provide is missing. */
+function installIfMissing(command: string, aptPackage: string, dnfPackage: string): string {
+    return `if ! command -v ${command} >/dev/null 2>&1 && [ ! -x /usr/sbin/${command} ] && [ ! -x /sbin/${command} ]; then
+    echo "installing ${aptPackage}"
+    if command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${aptPackage}
+    elif command -v dnf >/dev/null 2>&1; then
+        dnf install -y -q ${dnfPackage}
+    else
+        echo "no apt-get or dnf on this host: install ${aptPackage} by hand" >&2
+        exit 1
+    fi
+fi`;
+}
+
+export interface NfsExportScriptInput {
+    readonly exportPath: string;
+    /** Subdirectories GitLab shares, relative to exportPath. */
+    readonly directories: readonly string[];
+    readonly exportsFile: string;
+    /** The full content of exportsFile. */
+    readonly exportsContent: string;
+}
+
+export const NFS_SYSCTL_FILE = "/etc/sysctl.d/90-gitlab-cluster-nfs.conf";
+
+/** On the NFS server: install the server, create the shared directories, write the export, apply it. */
+export function nfsExportScript(input: NfsExportScriptInput): string {
+    const dirs = input.directories.map(d => shellQuote(`${input.exportPath}/${d}`)).join(" ");
+    return `${HEADER}${installIfMissing("exportfs", "nfs-kernel-server", "nfs-utils")}
+mkdir -p ${shellQuote(input.exportPath)} ${dirs}
+# GitLab advises turning off lease delegation on the NFS server.
+printf '%s\\n' 'fs.leases-enable = 0' > ${NFS_SYSCTL_FILE}
+sysctl -q -w fs.leases-enable=0 || echo "could not set fs.leases-enable now (containerised host?); it is set for the next boot"
+mkdir -p ${shellQuote(input.exportsFile.replace(/\/[^/]+$/, ""))}
+printf '%s' ${shellQuote(input.exportsContent)} > ${shellQuote(input.exportsFile)}.new
+if cmp -s ${shellQuote(input.exportsFile)}.new ${shellQuote(input.exportsFile)}; then
+    rm -f ${shellQuote(input.exportsFile)}.new
+    echo "exports unchanged"
+else
+    mv -f ${shellQuote(input.exportsFile)}.new ${shellQuote(input.exportsFile)}
+    echo "exports written: ${input.exportsFile}"
+fi
+exportfs -ra
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl enable --now nfs-server 2>/dev/null || systemctl enable --now nfs-kernel-server
+fi
+`;
+}
+
+/** Undoes nfsExportScript's export; the shared data stays on disk. */
+export function nfsUnexportScript(exportsFile: string): string {
+    return `${HEADER}rm -f ${shellQuote(exportsFile)} ${NFS_SYSCTL_FILE}
+if command -v exportfs >/dev/null 2>&1; then exportfs -ra; fi
+echo "export removed; the data under the export path is kept"
+`;
+}
+
+export interface NfsMountScriptInput {
+    readonly mountPath: string;
+    /** The full fstab line, without newline. */
+    readonly fstabLine: string;
+}
+
+const FSTAB_MARK = "# gitlab-cluster";
+
+/** On a GitLab host other than the server: install the client, persist the mount in fstab, mount it. */
+export function nfsMountScript(input: NfsMountScriptInput): string {
+    const path = shellQuote(input.mountPath);
+    const line = `${input.fstabLine} ${FSTAB_MARK} ${input.mountPath}`;
+    return `${HEADER}${installIfMissing("mount.nfs", "nfs-common", "nfs-utils")}
+mkdir -p ${path}
+line=${shellQuote(line)}
+if ! grep -qxF "$line" /etc/fstab; then
+    grep -vF ${shellQuote(`${FSTAB_MARK} ${input.mountPath}`)} /etc/fstab > /etc/fstab.gitlab-cluster || true
+    printf '%s\\n' "$line" >> /etc/fstab.gitlab-cluster
+    cat /etc/fstab.gitlab-cluster > /etc/fstab
+    rm -f /etc/fstab.gitlab-cluster
+    echo "fstab entry written for ${input.mountPath}"
+    if mountpoint -q ${path}; then umount ${path}; fi
+fi
+if mountpoint -q ${path}; then
+    echo "${input.mountPath} already mounted"
+else
+    mount ${path}
+    echo "mounted ${input.mountPath}"
+fi
+`;
+}
+
+/** Unmounts and removes the fstab entry; the server keeps the data. */
+export function nfsUnmountScript(mountPath: string): string {
+    const path = shellQuote(mountPath);
+    return `${HEADER}if mountpoint -q ${path}; then umount ${path}; fi
+grep -vF ${shellQuote(`${FSTAB_MARK} ${mountPath}`)} /etc/fstab > /etc/fstab.gitlab-cluster || true
+cat /etc/fstab.gitlab-cluster > /etc/fstab
+rm -f /etc/fstab.gitlab-cluster
+echo "unmounted ${mountPath}"
+`;
+}
+
+/**
+ * Polls GitLab's /-/readiness from inside the container (so the caller is 127.0.0.1, which the
+ * monitoring allowlist admits) until it answers 200, printing progress; fails after the timeout.
+ */
+export function waitForReadinessScript(container: string, timeoutSeconds: number): string {
+    const c = shellQuote(container);
+    return `${HEADER}deadline=$(( $(date +%s) + ${timeoutSeconds} ))
+last=0
+while :; do
+    if docker exec ${c} curl -fsS --max-time 10 -o /dev/null http://127.0.0.1/-/readiness 2>/dev/null; then
+        echo "${container} is ready"
+        exit 0
+    fi
+    now=$(date +%s)
+    if [ "$now" -ge "$deadline" ]; then
+        echo "${container} did not answer /-/readiness within ${timeoutSeconds}s; see: docker logs ${container}" >&2
+        docker ps -a --filter name=${c} --format '{{.Names}}: {{.Status}}' >&2 || true
+        exit 1
+    fi
+    if [ $(( now - last )) -ge 30 ]; then
+        echo "waiting for ${container} /-/readiness ($(( deadline - now ))s left)"
+        last=$now
+    fi
+    sleep 5
+done
+`;
+}
+
+/** Applies a pushed gitlab.rb to a running node, then waits for it to be ready again. */
+export function reconfigureScript(container: string, timeoutSeconds: number): string {
+    return `${HEADER}echo "reconfiguring ${container}"
+docker exec ${shellQuote(container)} gitlab-ctl reconfigure
+${waitForReadinessScript(container, timeoutSeconds).replace(HEADER, "")}`;
+}
+
+/** Files of /etc/gitlab that every node must share, as GitLab's HA docs require. */
+export const SHARED_IDENTITY_FILES = [
+    "gitlab-secrets.json",
+    "ssh_host_ecdsa_key", "ssh_host_ecdsa_key.pub",
+    "ssh_host_ed25519_key", "ssh_host_ed25519_key.pub",
+    "ssh_host_rsa_key", "ssh_host_rsa_key.pub",
+];
+
+/** Prints the migration node's secrets file and SSH host keys as one base64 tar on stdout. */
+export function readIdentityScript(configDir: string): string {
+    return `${HEADER}cd ${shellQuote(configDir)}
+for f in ${SHARED_IDENTITY_FILES.join(" ")}; do
+    [ -f "$f" ] || { echo "$f is missing in ${configDir}: has the migration node finished its first reconfigure?" >&2; exit 1; }
+done
+tar -cf - ${SHARED_IDENTITY_FILES.join(" ")} | base64 | tr -d '\\n'
+`;
+}
+
+/** Writes the shared identity (base64 tar on stdin) into a node's /etc/gitlab, mode 0600. */
+export function writeIdentityScript(configDir: string): string {
+    const dir = shellQuote(configDir);
+    return `${HEADER}umask 077
+mkdir -p ${dir}
+tmp=$(mktemp -d ${dir}/.identity.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+base64 -d | tar -xf - -C "$tmp"
+changed=0
+for f in ${SHARED_IDENTITY_FILES.join(" ")}; do
+    [ -f "$tmp/$f" ] || { echo "identity bundle lacks $f" >&2; exit 1; }
+    case "$f" in *.pub) chmod 0644 "$tmp/$f" ;; *) chmod 0600 "$tmp/$f" ;; esac
+    if ! cmp -s "$tmp/$f" ${dir}/"$f"; then mv -f "$tmp/$f" ${dir}/"$f"; changed=1; fi
+done
+echo "shared secrets and host keys: $([ "$changed" = 1 ] && echo written || echo unchanged)"
+`;
+}
+
+/** Restarts a container when it exists (used after a config file it reads at start changed). */
+export function restartIfRunningScript(container: string): string {
+    const c = shellQuote(container);
+    return `if docker inspect ${c} >/dev/null 2>&1; then docker restart ${c} >/dev/null && echo "restarted ${container}"; fi`;
+}

@@ -1,0 +1,26 @@
+// Reads the stack's configuration, builds the cluster, exports what operators need.
+import * as pulumi from "@pulumi/pulumi";
+import { GitlabCluster } from "./components/cluster";
+import { ConfigError, loadClusterConfig } from "./components/config";
+import { sshFilesDir } from "./components/host";
+
+// Marked @internal in the SDK's typings but part of its runtime: tells which keys are secrets.
+const runtime = pulumi.runtime as unknown as { isConfigSecret(key: string): boolean };
+
+function readConfig() {
+    try {
+        return loadClusterConfig(pulumi.runtime.allConfig(), k => runtime.isConfigSecret(k));
+    } catch (err) {
+        // A RunError prints its message without a stack trace: the message names the key.
+        if (err instanceof ConfigError) throw new pulumi.RunError(err.message);
+        throw err;
+    }
+}
+
+const cluster = new GitlabCluster("gitlab", { config: readConfig(), sshFilesDir: sshFilesDir(pulumi.getStack()) });
+
+export const url = cluster.url;
+export const balancerAddress = cluster.balancerAddress;
+export const nodes = cluster.nodes;
+export const endpoints = cluster.endpoints;
+export const initialRootPassword = cluster.initialRootPassword;

@@ -1,0 +1,52 @@
+// Runs the programs that read the rendered files: ruby, nginx, sh, shellcheck.
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+export function tempDir(prefix: string): string {
+    return fs.mkdtempSync(path.join(os.tmpdir(), `gitlab-cluster-${prefix}-`));
+}
+
+/** Loads gitlab.rb with Ruby against Omnibus-like attribute hashes; returns its settings. */
+export function loadGitlabRb(content: string): Record<string, any> { // any: settings are arbitrary JSON from Ruby
+    const file = path.join(tempDir("rb"), "gitlab.rb");
+    fs.writeFileSync(file, content);
+    const out = execFileSync("ruby", [path.join(__dirname, "..", "..", "..", "tests", "support", "gitlab_rb_loader.rb"), file], { encoding: "utf8" });
+    return JSON.parse(out);
+}
+
+export interface ProgramResult { status: number | null; stdout: string; stderr: string }
+
+export function run(cmd: string, args: readonly string[], input?: string): ProgramResult {
+    const r = spawnSync(cmd, args, { input, encoding: "utf8" });
+    if (r.error) throw r.error;
+    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Directives some distributions need before a config using `stream {}` (dynamic module). */
+export function nginxModulePreamble(): string[] {
+    const candidates = ["/usr/lib/nginx/modules/ngx_stream_module.so", "/usr/share/nginx/modules/ngx_stream_module.so"];
+    const found = candidates.find(p => fs.existsSync(p));
+    return found ? [`load_module ${found};`] : [];
+}
+
+/** `nginx -t` on a config file; returns the result. `extraFiles` are written beside it. */
+export function nginxTest(conf: string, extraFiles: Record<string, string> = {}): ProgramResult {
+    const dir = tempDir("nginx");
+    for (const [name, content] of Object.entries(extraFiles)) {
+        fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+        fs.writeFileSync(path.join(dir, name), content);
+    }
+    const file = path.join(dir, "nginx.conf");
+    fs.writeFileSync(file, conf);
+    return run("nginx", ["-t", "-p", dir, "-c", file]);
+}
+
+export function shellcheck(script: string): ProgramResult {
+    return run("shellcheck", ["-s", "sh", "-"], script);
+}
+
+export function shSyntax(script: string): ProgramResult {
+    return run("sh", ["-n"], script);
+}
