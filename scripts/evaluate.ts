@@ -26,6 +26,8 @@ export interface RecordedResource {
     readonly inputs: Readonly<Record<string, unknown>>;
     /** Dotted paths of the inputs that are marked secret (`stdin`, `connection.privateKey`, ...). */
     readonly secretInputs: readonly string[];
+    /** Outputs the engine stores as secrets whatever the provider says (e.g. a command's stdout). */
+    readonly additionalSecretOutputs: readonly string[];
 }
 
 export interface Evaluation {
@@ -85,6 +87,7 @@ interface MonitorRequest {
     getDependenciesList(): string[];
     getPropertydependenciesMap(): { forEach(cb: (v: { getUrnsList(): string[] }, k: string) => void): void };
     getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+    getAdditionalsecretoutputsList(): string[];
 }
 
 interface MonitorResponse { getUrn(): string }
@@ -118,7 +121,7 @@ export async function evaluate(rawConfig: Readonly<Record<string, unknown>>, opt
             resources.push({
                 urn: res.getUrn(), type: req.getType(), name: req.getName(), custom: req.getCustom(),
                 parent: req.getParent(), provider: req.getProvider(), dependencies: req.getDependenciesList(),
-                propertyDependencies, inputs, secretInputs,
+                propertyDependencies, inputs, secretInputs, additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
             });
         }
         cb(err, res);

@@ -4,6 +4,8 @@
 import { shellQuote } from "./quote";
 
 const HEADER = "#!/bin/sh\nset -eu\n";
+/** Marks the file a script writes from stdin (`# writes: /path mode 0600`): read by `npm run render`. */
+export const FILE_MARK = "# writes:";
 
 export interface FileSpec {
     /** Absolute path on the host. */
@@ -21,7 +23,8 @@ export interface FileSpec {
 export function writeFileScript(file: FileSpec, then?: string): string {
     const target = shellQuote(file.path);
     const dir = shellQuote(file.path.replace(/\/[^/]+$/, "") || "/");
-    return `${HEADER}umask 077
+    return `${HEADER}${FILE_MARK} ${file.path} mode ${file.mode}
+umask 077
 mkdir -p ${dir}
 tmp=$(mktemp ${dir}/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT

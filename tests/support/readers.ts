@@ -40,7 +40,17 @@ export function nginxTest(conf: string, extraFiles: Record<string, string> = {})
     }
     const file = path.join(dir, "nginx.conf");
     fs.writeFileSync(file, conf);
-    return run("nginx", ["-t", "-p", dir, "-c", file]);
+    // Output to a file: nginx opens /dev/stdout by path, which fails on the socket Node would give it.
+    const log = path.join(dir, "nginx-t.log");
+    const fd = fs.openSync(log, "w");
+    try {
+        const r = spawnSync("nginx", ["-t", "-p", dir, "-c", file], { stdio: ["ignore", fd, fd] });
+        if (r.error) throw r.error;
+        const output = fs.readFileSync(log, "utf8");
+        return { status: r.status, stdout: output, stderr: output };
+    } finally {
+        fs.closeSync(fd);
+    }
 }
 
 export function shellcheck(script: string): ProgramResult {

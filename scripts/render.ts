@@ -1,0 +1,39 @@
+// npm run render -- --stack <name> [--out DIR]
+// Evaluates the program for Pulumi.<name>.yaml under mocks (no Pulumi CLI, no hosts touched)
+// and writes every file it would push, per host, under out/<name>/ for review.
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { ConfigError } from "../components/config";
+import { evaluate } from "./evaluate";
+import { readStackFile, renderTree, writeTree } from "./renderStack";
+
+async function main(): Promise<number> {
+    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } } });
+    if (values.help || values.stack === undefined) {
+        console.log("usage: npm run render -- --stack <name> [--out DIR]\n\nWrites what the program would push to each host under out/<name>/ (secrets appear as placeholders).");
+        return values.help ? 0 : 2;
+    }
+    const root = path.resolve(__dirname, "..", "..");
+    const stackFile = path.join(root, `Pulumi.${values.stack}.yaml`);
+    const stack = readStackFile(stackFile);
+    const evaluation = await evaluate(stack.config, {
+        stack: values.stack,
+        secretKeys: stack.secretKeys,
+        // Generated passwords are shown by name: the real ones exist only in the stack's state.
+        passwordFor: name => `[generated ${name}]`,
+    });
+    const out = path.resolve(values.out ?? path.join(root, "out", values.stack));
+    const files = renderTree(evaluation);
+    writeTree(out, files);
+    console.log(`wrote ${files.size} files for stack ${values.stack} under ${path.relative(process.cwd(), out) || "."}`);
+    return 0;
+}
+
+main().then(code => process.exit(code), err => {
+    if (err instanceof ConfigError) {
+        console.error(`error: ${err.message}`);
+        process.exit(1);
+    }
+    console.error(err);
+    process.exit(1);
+});
