@@ -93,10 +93,10 @@ export class GitlabNode extends pulumi.ComponentResource {
             triggers: [gitlabRbHash],
         }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
         if (args.migrationNode) {
-            this.identity = args.host.run(`${name}-read-identity`, {
+            this.identity = pulumi.secret(args.host.run(`${name}-read-identity`, {
                 create: readIdentityScript(configDir),
                 secretStdout: true,
-            }, { parent: this, dependsOn: [this.ready] }).stdout;
+            }, { parent: this, dependsOn: [this.ready] }).stdout);
         }
         this.registerOutputs({ containerName: this.containerName });
     }
