@@ -1,0 +1,18 @@
+#!/bin/sh
+set -eu
+# writes: /srv/gitlab-cluster/nginx/tls/key.pem mode 0600
+umask 077
+mkdir -p /srv/gitlab-cluster/nginx/tls
+tmp=$(mktemp /srv/gitlab-cluster/nginx/tls/.gitlab-cluster.XXXXXX)
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+chmod 0600 "$tmp"
+chown 0:0 "$tmp"
+if [ -f /srv/gitlab-cluster/nginx/tls/key.pem ] && cmp -s "$tmp" /srv/gitlab-cluster/nginx/tls/key.pem && [ "$(stat -c '%a %u:%g' /srv/gitlab-cluster/nginx/tls/key.pem)" = "$(stat -c '%a %u:%g' "$tmp")" ]; then
+    echo "unchanged: /srv/gitlab-cluster/nginx/tls/key.pem"
+    exit 0
+fi
+mv -f "$tmp" /srv/gitlab-cluster/nginx/tls/key.pem
+trap - EXIT
+echo "written: /srv/gitlab-cluster/nginx/tls/key.pem"
+if docker inspect gitlab-lb >/dev/null 2>&1; then docker exec gitlab-lb nginx -t -q -c /etc/nginx/gitlab-cluster/nginx.conf && docker exec gitlab-lb nginx -s reload -c /etc/nginx/gitlab-cluster/nginx.conf && echo "nginx reloaded"; fi
