@@ -24,3 +24,5 @@ export const balancerAddress = cluster.balancerAddress;
 export const nodes = cluster.nodes;
 export const endpoints = cluster.endpoints;
 export const initialRootPassword = cluster.initialRootPassword;
+/** Read by `npm run ops`. */
+export const ops = cluster.ops;

@@ -2,6 +2,7 @@
 // first, then the rest in parallel, reconfigures one at a time), and the balancer.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { GitlabBackup } from "./backup";
 import type { ClusterConfig, HostConfig } from "./config";
 import { GitlabNode } from "./gitlabNode";
 import { HostConnection, sourceRanges } from "./host";
@@ -15,6 +16,22 @@ export interface GitlabClusterArgs {
     readonly config: ClusterConfig;
     /** Where the Docker provider's ssh client finds key and known_hosts files. */
     readonly sshFilesDir: string;
+}
+
+/** What the ops command needs to reach the cluster: addresses, containers, paths. No secrets. */
+export interface OpsInventory {
+    readonly gitlabImage: string;
+    readonly nodes: readonly {
+        readonly name: string; readonly address: string; readonly container: string; readonly dataRoot: string;
+        readonly migrationNode: boolean; readonly ssh: { readonly user: string; readonly port: number; readonly local: boolean };
+    }[];
+    readonly backupNode: string;
+    readonly backupsDir: string;
+    readonly balancer: {
+        readonly name: string; readonly address: string; readonly container: string; readonly httpPort: number;
+        readonly httpsPort: number; readonly tls: boolean; readonly serverName: string;
+        readonly ssh: { readonly user: string; readonly port: number; readonly local: boolean };
+    };
 }
 
 export interface ClusterNodeInfo {
@@ -40,6 +57,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
     readonly nfsExport?: NfsExport;
     readonly nfsMounts: readonly NfsMount[];
     readonly loadBalancer: NginxLoadBalancer;
+    readonly backup?: GitlabBackup;
+    readonly ops: OpsInventory;
 
     constructor(name: string, args: GitlabClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         // No args to super: the config holds secrets (SSH and TLS keys) that must not enter state as plain inputs.
@@ -129,6 +148,19 @@ export class GitlabCluster extends pulumi.ComponentResource {
         }
         this.gitlabNodes = nodes;
 
+        if (cfg.backup !== undefined && backupNode !== undefined) {
+            const index = cfg.roles.gitlab.indexOf(backupNode);
+            this.backup = new GitlabBackup(`${name}-backup`, {
+                host: connect(backupNode),
+                container: nodes[index]!.containerName,
+                dataRoot: cfg.gitlab.dataRoot,
+                schedule: cfg.backup.schedule,
+                keepDays: cfg.backup.keepDays,
+                target: cfg.backup.target ? { host: connect(cfg.backup.target.host), path: cfg.backup.target.path } : undefined,
+                startAfter: [nodes[index]!.ready],
+            }, { parent: this });
+        }
+
         const serverName = new URL(cfg.gitlab.externalUrl).hostname;
         this.loadBalancer = new NginxLoadBalancer(`${name}-lb`, {
             host: connect(lbHost.name),
@@ -154,7 +186,21 @@ export class GitlabCluster extends pulumi.ComponentResource {
             redis: `${this.redis.address}:${this.redis.port}`,
             ssh: `${lbHost.address}:${cfg.loadBalancer.sshPort}`,
         };
+        const sshOf = (h: HostConfig) => ({ user: h.ssh.user, port: h.ssh.port, local: h.local });
+        this.ops = {
+            gitlabImage: cfg.gitlab.image,
+            nodes: gitlabHosts.map((g, i) => ({
+                name: g.name, address: g.address, container: nodes[i]!.containerName, dataRoot: cfg.gitlab.dataRoot, migrationNode: i === 0, ssh: sshOf(g),
+            })),
+            backupNode: backupNode ?? cfg.roles.gitlab[0]!,
+            backupsDir: `${cfg.gitlab.dataRoot}/data/backups`,
+            balancer: {
+                name: lbHost.name, address: lbHost.address, container: `${name}-lb`, httpPort: cfg.loadBalancer.httpPort,
+                httpsPort: cfg.loadBalancer.httpsPort, tls: cfg.loadBalancer.tls !== undefined, serverName, ssh: sshOf(lbHost),
+            },
+        };
         this.registerOutputs({
+            ops: this.ops,
             url: this.url, balancerAddress: this.balancerAddress, nodes: this.nodes,
             initialRootPassword: this.initialRootPassword, endpoints: this.endpoints,
         });

@@ -58,8 +58,10 @@ function mockOutputs(type: string, name: string, inputs: Record<string, unknown>
             return { ...inputs, imageId: `sha256:${digest}`, repoDigest: `${String(inputs.name)}@sha256:${digest}` };
         case "command:remote:Command":
         case "command:local:Command":
-            // The identity read-back prints a base64 tar; tests only need a stable value.
-            return { ...inputs, stdout: name.endsWith("-read-identity") ? Buffer.from(`identity bundle of ${name}`).toString("base64") : "", stderr: "" };
+            // Commands whose stdout feeds other resources print what the real ones would.
+            if (name.endsWith("-read-identity")) return { ...inputs, stdout: Buffer.from(`identity bundle of ${name}`).toString("base64"), stderr: "" };
+            if (name.endsWith("-backup-key")) return { ...inputs, stdout: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5${digest.slice(0, 40)} gitlab-cluster-backup\n`, stderr: "" };
+            return { ...inputs, stdout: "", stderr: "" };
         default:
             return { ...inputs };
     }
@@ -126,11 +128,31 @@ export async function evaluate(rawConfig: Readonly<Record<string, unknown>>, opt
         }
         cb(err, res);
     });
+    // A registration that fails (an apply that throws) rejects a promise nobody awaits: collect
+    // those, so an evaluation never passes with resources silently missing.
+    const failures: unknown[] = [];
+    const onRejection = (reason: unknown) => { failures.push(reason); };
+    process.on("unhandledRejection", onRejection);
     const filesDir = process.env.GITLAB_CLUSTER_KEY_DIR ?? path.join(os.tmpdir(), `gitlab-cluster-keys-${process.pid}`);
     const cluster = new GitlabCluster("gitlab", { config, sshFilesDir: filesDir });
-    // @internal in the SDK's typings: resolves once every registration has been answered.
+    // @internal in the SDK's typings: resolves once the registrations under way are answered.
+    // A registration that waits on another's outputs (dependsOn, an apply) starts only after
+    // that, so wait until the count stays the same across several timer ticks.
     const waitForRPCs = (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs;
-    await waitForRPCs();
+    for (let stable = 0, last = -1, round = 0; stable < 3 && round < 1000; round++) {
+        await waitForRPCs();
+        await new Promise(resolve => setTimeout(resolve, 5));
+        stable = resources.length === last ? stable + 1 : 0;
+        last = resources.length;
+    }
+    // One failed value fails every resource that uses it: let that cascade finish (200 ms with
+    // no new failure) before reporting the first, so none of it escapes to the caller's process.
+    for (let seen = -1, round = 0; failures.length > 0 && failures.length !== seen && round < 50; round++) {
+        seen = failures.length;
+        await new Promise(resolve => setTimeout(resolve, 200));
+    }
+    process.off("unhandledRejection", onRejection);
+    if (failures.length > 0) throw failures[0] instanceof Error ? failures[0] : new Error(String(failures[0]));
     const value = <T>(o: pulumi.Output<T>) => new Promise<{ value: T; secret: boolean }>((resolve, reject) => {
         const internal = o as unknown as { promise(): Promise<T>; isSecret: Promise<boolean> };
         Promise.all([internal.promise(), internal.isSecret]).then(([v, secret]) => resolve({ value: v, secret }), reject);

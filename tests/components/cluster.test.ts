@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
@@ -148,6 +149,19 @@ describe("configuration errors stop the program before anything is created", () 
         const raw = threeNodeConfig();
         raw.roles.gitlab.push("app9");
         await assert.rejects(evaluate(raw), /roles\.gitlab\[3\]: names host "app9"/);
+    });
+});
+
+describe("the evaluator itself", () => {
+    it("fails when a resource cannot be registered, instead of leaving it out", () => {
+        // A NUL cannot be written into gitlab.rb or SQL: the render inside an apply throws. In a
+        // child process, because node:test blames every unhandled rejection on the running test.
+        const dist = path.join(__dirname, "..", "..");
+        const program = `require(${JSON.stringify(path.join(dist, "scripts", "evaluate.js"))}).evaluate(require(${JSON.stringify(path.join(dist, "tests", "fixtures.js"))}).threeNodeConfig(), { passwordFor: () => "a\\0b" })
+            .then(() => { console.log("evaluated"); process.exit(0); }, err => { console.error("rejected: " + err.message); process.exit(3); });`;
+        const r = spawnSync(process.execPath, ["-e", program], { encoding: "utf8", env: { ...process.env, GITLAB_CLUSTER_KEY_DIR: keyDir } });
+        assert.equal(r.status, 3, r.stdout + r.stderr);
+        assert.match(r.stderr, /^rejected: .*cannot be written as a \w+ string: it contains a NUL/m);
     });
 });
 

@@ -1,0 +1,37 @@
+// Runs a step's script on a host: locally for a local host, else with the system ssh client,
+// using the same key file and known_hosts file the program writes for the Docker provider.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { shellQuote } from "../../components/render/quote";
+import type { HostRef, RunResult, Runner } from "./plan";
+
+export class ShellRunner implements Runner {
+    constructor(private readonly sshFilesDir: string) {}
+
+    /** The argv that runs `script` on `host`. */
+    argv(host: HostRef, script: string): string[] {
+        if (host.ssh.local) return ["sh", "-c", script];
+        const key = path.join(this.sshFilesDir, `${host.name}.key`);
+        const knownHosts = path.join(this.sshFilesDir, `${host.name}.known_hosts`);
+        const args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-p", String(host.ssh.port)];
+        if (fs.existsSync(key)) args.push("-i", key, "-o", "IdentitiesOnly=yes");
+        if (fs.existsSync(knownHosts)) args.push("-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`);
+        args.push(`${host.ssh.user}@${host.address}`, `sh -c ${shellQuote(script)}`);
+        return args;
+    }
+
+    run(host: HostRef, script: string, stdin?: string): Promise<RunResult> {
+        const [cmd, ...args] = this.argv(host, script);
+        return new Promise((resolve, reject) => {
+            const child = spawn(cmd!, args, { stdio: ["pipe", "pipe", "pipe"] });
+            let stdout = "";
+            let stderr = "";
+            child.stdout.on("data", d => { stdout += d; });
+            child.stderr.on("data", d => { stderr += d; });
+            child.on("error", reject);
+            child.on("close", code => resolve({ code: code ?? 1, stdout, stderr }));
+            child.stdin.end(stdin ?? "");
+        });
+    }
+}

@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { before, describe, it } from "node:test";
+import type { OpsInventory } from "../../components/cluster";
+import { main } from "../../scripts/ops";
+import {
+    checkRestoreVersion, execute, imageVersion, OpsError, parseBackupId, parseBackupList, restorePlan,
+    type HostRef, type RunResult, type Runner,
+} from "../../scripts/ops/plan";
+import { evaluate } from "../../scripts/evaluate";
+import { threeNodeConfig } from "../fixtures";
+import { tempDir } from "../support/readers";
+
+process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("keys");
+
+/** Records every script; answers from a table of (host, pattern) -> result. */
+class FakeRunner implements Runner {
+    readonly calls: { host: string; script: string; stdin?: string }[] = [];
+    constructor(private readonly answers: { host?: string; match: RegExp; result: Partial<RunResult> }[] = []) {}
+    async run(host: HostRef, script: string, stdin?: string): Promise<RunResult> {
+        this.calls.push({ host: host.name, script, stdin });
+        const a = this.answers.find(x => (x.host === undefined || x.host === host.name) && x.match.test(script));
+        return { code: 0, stdout: "", stderr: "", ...a?.result };
+    }
+}
+
+describe("ops command", () => {
+    let inv: OpsInventory;
+    let outputsFile: string;
+    before(async () => {
+        const e = await evaluate(threeNodeConfig());
+        inv = e.cluster.ops;
+        outputsFile = path.join(tempDir("ops"), "outputs.json");
+        fs.writeFileSync(outputsFile, JSON.stringify({ url: e.cluster.url, ops: inv }));
+    });
+
+    it("parses backup ids and image versions", () => {
+        assert.deepEqual(parseBackupId("1700000000_2023_11_14_18.4.1-ce"), { id: "1700000000_2023_11_14_18.4.1-ce", epoch: 1700000000, version: "18.4.1-ce" });
+        assert.throws(() => parseBackupId("../../etc"), (e: unknown) => e instanceof OpsError && e.exitCode === 2);
+        assert.equal(imageVersion("gitlab/gitlab-ce:18.4.1-ce.0"), "18.4.1-ce");
+        assert.equal(imageVersion("registry.local/gitlab/gitlab-ee:17.11.2-ee.0"), "17.11.2-ee");
+    });
+
+    it("refuses a restore onto another version or edition", () => {
+        assert.doesNotThrow(() => checkRestoreVersion("18.4.1-ce", "18.4.1-ce\n"));
+        assert.throws(() => checkRestoreVersion("18.4.1-ce", "18.4.2-ce"), (e: unknown) => e instanceof OpsError && e.exitCode === 3 && /refused/.test(e.message));
+        assert.throws(() => checkRestoreVersion("18.4.1-ee", "18.4.1-ce"), /refused/);
+    });
+
+    it("plans GitLab's restore: others stopped, /etc/gitlab first, puma and sidekiq stopped, restore, checks, others started one by one", () => {
+        const titles = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce").map(s => `${s.host.name}: ${s.title}`);
+        assert.deepEqual(titles, [
+            "app1: check both archives of 1700000000_2023_11_14_18.4.1-ce exist on app1",
+            "app2: stop app2",
+            "app3: stop app3",
+            "app1: restore /etc/gitlab (gitlab-secrets.json, gitlab.rb, SSH host keys) on app1 and reconfigure",
+            "app1: stop puma and sidekiq on app1",
+            "app1: gitlab-backup restore BACKUP=1700000000_2023_11_14_18.4.1-ce on app1",
+            "app1: restart app1 and wait for /-/readiness",
+            "app1: gitlab-rake gitlab:check SANITIZE=true and gitlab:doctor:secrets on app1",
+            "app1: read the restored secrets and host keys on app1",
+            "app2: write the restored secrets and host keys on app2",
+            "app2: start app2 and wait for /-/readiness",
+            "app3: write the restored secrets and host keys on app3",
+            "app3: start app3 and wait for /-/readiness",
+        ]);
+        const restore = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce")[5]!;
+        assert.match(restore.script, /docker exec -e GITLAB_ASSUME_YES=1 gitlab-gitlab-app1 gitlab-backup restore BACKUP=1700000000_2023_11_14_18\.4\.1-ce/);
+    });
+
+    it("stops at a failed step and says which, and the cluster's state", async () => {
+        const runner = new FakeRunner([{ match: /gitlab-backup restore/, result: { code: 5, stderr: "boom" } }]);
+        const log: string[] = [];
+        await assert.rejects(execute(restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce"), runner, l => log.push(l)), (e: unknown) => {
+            assert.ok(e instanceof OpsError);
+            assert.equal(e.exitCode, 1);
+            assert.match(e.message, /^step 6 failed: gitlab-backup restore BACKUP=\S+ on app1 \(exit 5\)\ncluster state: app2, app3 stopped; puma and sidekiq stopped on app1/);
+            return true;
+        });
+        assert.equal(runner.calls.length, 6, "nothing runs after the failed step");
+        assert.ok(log.includes("    ! boom"));
+    });
+
+    it("hands the restored identity from the backup node to the others without printing it", async () => {
+        const runner = new FakeRunner([{ match: /tar -cf - gitlab-secrets\.json/, result: { stdout: "SECRETBUNDLE" } }]);
+        const log: string[] = [];
+        await execute(restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce"), runner, l => log.push(l));
+        const writes = runner.calls.filter(c => /base64 -d/.test(c.script));
+        assert.deepEqual(writes.map(w => [w.host, w.stdin]), [["app2", "SECRETBUNDLE"], ["app3", "SECRETBUNDLE"]]);
+        assert.ok(!log.some(l => l.includes("SECRETBUNDLE")));
+    });
+
+    it("restore refuses a version mismatch before changing anything", async () => {
+        const runner = new FakeRunner([{ match: /gitlab-rails\/VERSION/, result: { stdout: "18.5.0-ce\n" } }]);
+        await assert.rejects(main(["restore", "1700000000_2023_11_14_18.4.1-ce", "--stack", "t", "--outputs", outputsFile, "--yes"], () => runner, () => undefined),
+            (e: unknown) => e instanceof OpsError && e.exitCode === 3);
+        assert.equal(runner.calls.length, 1, "only the version was read");
+    });
+
+    it("restore asks for confirmation; without a terminal and --yes it refuses", async () => {
+        const runner = new FakeRunner([{ match: /gitlab-rails\/VERSION/, result: { stdout: "18.4.1-ce\n" } }]);
+        await assert.rejects(main(["restore", "1700000000_2023_11_14_18.4.1-ce", "--stack", "t", "--outputs", outputsFile], () => runner, () => undefined),
+            (e: unknown) => e instanceof OpsError && e.exitCode === 3 && /--yes/.test(e.message));
+        assert.equal(runner.calls.length, 1);
+    });
+
+    it("backup prints the id and both archives' paths", async () => {
+        const runner = new FakeRunner([{ match: /gitlab-backup create/, result: { stdout: "2026-01-01T00:00:00Z backup 1700000000_2023_11_14_18.4.1-ce done\n" } }]);
+        const log: string[] = [];
+        assert.equal(await main(["backup", "--stack", "t", "--outputs", outputsFile], () => runner, l => log.push(l)), 0);
+        assert.match(log.join("\n"), /backup id: 1700000000_2023_11_14_18\.4\.1-ce\n {2}\/srv\/gitlab\/data\/backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_backup\.tar\n {2}\/srv\/gitlab\/data\/backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_etc\.tar/);
+    });
+
+    it("backups lists id, version, size, date and the /etc/gitlab archive", async () => {
+        const listing = "1700000000_2023_11_14_18.4.1-ce_gitlab_backup.tar 10485760 1700000000\n1700000000_2023_11_14_18.4.1-ce_gitlab_etc.tar 20480 1700000001\n1600000000_2020_09_13_18.3.0-ce_gitlab_backup.tar 5 1600000000\n";
+        assert.deepEqual(parseBackupList(listing).map(a => [a.id, a.version, a.bytes, a.etcArchive]), [
+            ["1700000000_2023_11_14_18.4.1-ce", "18.4.1-ce", 10485760, true],
+            ["1600000000_2020_09_13_18.3.0-ce", "18.3.0-ce", 5, false],
+        ]);
+        const log: string[] = [];
+        await main(["backups", "--stack", "t", "--outputs", outputsFile], () => new FakeRunner([{ match: /stat -c/, result: { stdout: listing } }]), l => log.push(l));
+        assert.match(log.join("\n"), /1600000000_2020_09_13_18\.3\.0-ce\s+18\.3\.0-ce\s+0\.0 MiB\s+2020-09-13T\S+\s+MISSING/);
+    });
+
+    it("status shows each node and the balancer, and fails when one is not ready", async () => {
+        const runner = new FakeRunner([
+            { host: "app2", match: /readiness/, result: { stdout: "running/unhealthy\n503\n" } },
+            { match: /readiness/, result: { stdout: "running/healthy\n200\n" } },
+        ]);
+        const log: string[] = [];
+        assert.equal(await main(["status", "--stack", "t", "--outputs", outputsFile], () => runner, l => log.push(l)), 1);
+        const text = log.join("\n");
+        assert.match(text, /app1 \(migration\)\s+gitlab-gitlab-app1\s+running\/healthy\s+ready/);
+        assert.match(text, /app2\s+gitlab-gitlab-app2\s+running\/unhealthy\s+not ready \(503\)/);
+        assert.match(text, /balancer edge1\s+gitlab-lb\s+not ready/);
+    });
+
+    it("usage errors exit 2", async () => {
+        await assert.rejects(main(["frobnicate", "--stack", "t", "--outputs", outputsFile], () => new FakeRunner(), () => undefined), (e: unknown) => e instanceof OpsError && e.exitCode === 2);
+        await assert.rejects(main(["status"], () => new FakeRunner(), () => undefined), (e: unknown) => e instanceof OpsError && e.exitCode === 2);
+        const log: string[] = [];
+        assert.equal(await main(["--help"], () => new FakeRunner(), l => log.push(l)), 0);
+        assert.match(log[0]!, /restore <id>/);
+    });
+});
