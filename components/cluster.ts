@@ -79,6 +79,7 @@ export class GitlabCluster extends pulumi.ComponentResource {
 
         this.redis = new RedisNode(`${name}-redis`, {
             host: connect(cfg.roles.redis), image: cfg.redis.image, port: cfg.redis.port, dataRoot: cfg.redis.dataRoot,
+            allowedSources: unique(gitlabHosts.flatMap(g => sourceRanges(g, host(cfg.roles.redis)))),
         }, { parent: this });
         this.postgres = new PostgresNode(`${name}-postgres`, {
             host: connect(cfg.roles.postgres), image: cfg.postgres.image, port: cfg.postgres.port,

@@ -4,6 +4,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
+import { installFirewallScript, removeFirewallScript } from "./render/firewall";
 import { renderGitlabRoleSql, renderPgHba } from "./render/postgres";
 import { shellQuote } from "./render/quote";
 import { writeFileScript } from "./render/scripts";
@@ -25,7 +26,7 @@ export interface PostgresNodeArgs {
     readonly user: string;
     /** Host directory for pg_hba.conf and the superuser password file. */
     readonly dataRoot: string;
-    /** Address ranges the GitLab nodes connect from; nothing else may log in over the network. */
+    /** Address ranges the GitLab nodes connect from: pg_hba admits and the host firewall lets in only these. */
     readonly clientRanges: readonly string[];
 }
 
@@ -55,6 +56,11 @@ export class PostgresNode extends pulumi.ComponentResource {
             create: writeFileScript({ path: `${args.dataRoot}/conf/pg_hba.conf`, mode: "0644" }, reload),
             stdin: renderPgHba({ database: args.database, user: args.user, clientRanges: args.clientRanges }),
         }, { parent: this });
+        const beforeStart: pulumi.Resource[] = [superuserFile, hba];
+        if (!args.host.config.local) {
+            const firewall = { service: "postgres", address: args.host.address, port: args.port, sources: args.clientRanges };
+            beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));
+        }
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
         const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, args.host.dockerOpts(this, { retainOnDelete: true }));
         this.container = new docker.Container(name, {
@@ -73,7 +79,7 @@ export class PostgresNode extends pulumi.ComponentResource {
             shmSize: 256,
             wait: true,
             waitTimeout: 300,
-        }, args.host.dockerOpts(this, { dependsOn: [superuserFile, hba], deleteBeforeReplace: true }));
+        }, args.host.dockerOpts(this, { dependsOn: beforeStart, deleteBeforeReplace: true }));
         // psql reads the SQL, password included, from stdin: it never reaches a command line.
         this.ready = args.host.run(`${name}-gitlab-role`, {
             create: `docker exec -i -u postgres ${shellQuote(containerName)} psql -X -q -d postgres -f -`,

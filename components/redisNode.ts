@@ -4,6 +4,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
+import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
 import { renderRedisConf } from "./render/redis";
 import { restartIfRunningScript, writeFileScript } from "./render/scripts";
 
@@ -20,6 +21,8 @@ export interface RedisNodeArgs {
     readonly port: number;
     /** Host directory for redis.conf. */
     readonly dataRoot: string;
+    /** Address ranges the GitLab nodes connect from: the host firewall drops everything else. */
+    readonly allowedSources: readonly string[];
 }
 
 export class RedisNode extends pulumi.ComponentResource {
@@ -40,6 +43,11 @@ export class RedisNode extends pulumi.ComponentResource {
             delete: `rm -f '${confDir}/redis.conf'`,
             stdin: this.password.apply(p => renderRedisConf(CONTAINER_PORT, p)),
         }, { parent: this });
+        const firewall: FirewallInput = { service: "redis", address: args.host.address, port: args.port, sources: args.allowedSources };
+        const beforeStart: pulumi.Resource[] = [config];
+        if (!args.host.config.local) {
+            beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));
+        }
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
         const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, args.host.dockerOpts(this, { retainOnDelete: true }));
         this.container = new docker.Container(name, {
@@ -56,7 +64,7 @@ export class RedisNode extends pulumi.ComponentResource {
             healthcheck: { tests: ["CMD-SHELL", "redis-cli ping | grep -qE 'PONG|NOAUTH'"], interval: "10s", timeout: "5s", retries: 5, startPeriod: "10s" },
             wait: true,
             waitTimeout: 120,
-        }, args.host.dockerOpts(this, { dependsOn: [config], deleteBeforeReplace: true }));
+        }, args.host.dockerOpts(this, { dependsOn: beforeStart, deleteBeforeReplace: true }));
         this.address = args.host.address;
         this.port = args.port;
         this.registerOutputs({ password: this.password, address: this.address, port: this.port });

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in ruby nginx shellcheck; do
-    command -v "$tool" >/dev/null || { echo "npm test needs '$tool' (Debian: apt-get install ruby nginx-light libnginx-mod-stream shellcheck)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "npm test needs '$tool' (Debian: apt-get install ruby nginx-light libnginx-mod-stream shellcheck openssl iptables)" >&2; exit 1; }
 done
 rm -rf dist
 echo "== type check (tsc --strict)"

@@ -44,6 +44,18 @@ describe("three-node cluster under mocks", () => {
         assert.ok(dependsOn(e, role, pg));
     });
 
+    it("firewalls Redis and PostgreSQL to the GitLab hosts before their containers start", () => {
+        for (const [tier, port] of [["redis", 6379], ["postgres", 5432]] as const) {
+            const fw = e.byName(`gitlab-${tier}-firewall`);
+            assert.equal((fw.inputs.connection as { host: string }).host, "10.0.0.21");
+            const create = str(fw, "create");
+            assert.match(create, new RegExp(`--ctorigdst 10\\.0\\.0\\.21 --ctorigdstport ${port} -j GLC-${tier.toUpperCase()}`));
+            assert.deepEqual([...create.matchAll(/-A GLC-\w+ -s (\S+) -j RETURN/g)].map(m => m[1]), ["10.0.0.11/32", "10.0.0.12/32", "10.0.0.13/32"]);
+            assert.match(str(fw, "delete"), /iptables -X GLC-/);
+            assert.ok(e.byName(`gitlab-${tier}`).dependencies.includes(fw.urn), `${tier} starts after its firewall`);
+        }
+    });
+
     it("flows the generated DB and Redis passwords into every node's gitlab.rb", () => {
         for (const node of ["app1", "app2", "app3"]) {
             const push = e.byName(`gitlab-gitlab-${node}-gitlab-rb`);

@@ -109,7 +109,7 @@ describe("multi-node correctness", () => {
             const diff = changed(e, after);
             const existingChanged = diff.filter(d => /app[123]/.test(d));
             assert.deepEqual(existingChanged, []);
-            assert.deepEqual(diff.filter(d => !d.includes("app4")), ["gitlab-lb-config", "gitlab-nfs-export", "gitlab-postgres-hba"]);
+            assert.deepEqual(diff.filter(d => !d.includes("app4")), ["gitlab-lb-config", "gitlab-nfs-export", "gitlab-postgres-firewall", "gitlab-postgres-hba", "gitlab-redis-firewall"]);
         });
 
         it("a balancer setting touches nothing on the GitLab or data hosts", async () => {
