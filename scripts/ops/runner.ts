@@ -16,7 +16,9 @@ export class ShellRunner implements Runner {
         const knownHosts = path.join(this.sshFilesDir, `${host.name}.known_hosts`);
         const args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-p", String(host.ssh.port)];
         if (fs.existsSync(key)) args.push("-i", key, "-o", "IdentitiesOnly=yes");
+        // As for the Docker provider: a pinned key when the program wrote one, else trust on first use.
         if (fs.existsSync(knownHosts)) args.push("-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`);
+        else args.push("-o", "StrictHostKeyChecking=accept-new");
         args.push(`${host.ssh.user}@${host.address}`, `sh -c ${shellQuote(script)}`);
         return args;
     }

@@ -144,3 +144,22 @@ describe("ops command", () => {
         assert.match(log[0]!, /restore <id>/);
     });
 });
+
+describe("ops SSH runner", () => {
+    it("uses the key and pinned known_hosts the program wrote, else trusts on first use", async () => {
+        const { ShellRunner } = await import("../../scripts/ops/runner");
+        const dir = tempDir("ops-ssh");
+        const host = { name: "app1", address: "10.0.0.11", ssh: { user: "root", port: 2200, local: false } };
+        const bare = new ShellRunner(dir).argv(host, "echo 'hi'");
+        assert.deepEqual(bare.slice(-2), ["root@10.0.0.11", "sh -c 'echo '\\''hi'\\'''"]);
+        assert.ok(bare.includes("StrictHostKeyChecking=accept-new") && !bare.includes("-i"));
+        fs.writeFileSync(path.join(dir, "app1.key"), "k");
+        fs.writeFileSync(path.join(dir, "app1.known_hosts"), "x");
+        const pinned = new ShellRunner(dir).argv(host, "true");
+        assert.deepEqual(pinned.slice(pinned.indexOf("-i"), pinned.indexOf("-i") + 2), ["-i", path.join(dir, "app1.key")]);
+        assert.ok(pinned.includes("StrictHostKeyChecking=yes") && pinned.includes(`UserKnownHostsFile=${path.join(dir, "app1.known_hosts")}`));
+        assert.deepEqual(new ShellRunner(dir).argv({ ...host, ssh: { ...host.ssh, local: true } }, "true"), ["sh", "-c", "true"]);
+        const r = await new ShellRunner(dir).run({ ...host, ssh: { ...host.ssh, local: true } }, "cat; echo err >&2; exit 4", "in");
+        assert.deepEqual(r, { code: 4, stdout: "in", stderr: "err\n" });
+    });
+});
