@@ -54,6 +54,8 @@ const hostSchema = z.strictObject({
     address: ipAddress,
     /** Commands run on the machine running Pulumi and Docker is its local socket: no SSH. */
     local: z.boolean().default(false),
+    /** Run every host script through `sudo -n` (for a login user that is not root). */
+    sudo: z.boolean().default(false),
     ssh: sshSettings.optional(),
     /** The address range of Docker's default bridge on this host: co-located containers reach each other from it. */
     dockerBridgeSubnet: cidr.default("172.17.0.0/16"),
@@ -173,6 +175,7 @@ export interface HostConfig {
     readonly name: string;
     readonly address: string;
     readonly local: boolean;
+    readonly sudo: boolean;
     readonly dockerBridgeSubnet: string;
     readonly ssh: { readonly user: string; readonly port: number; readonly privateKey?: string; readonly useAgent: boolean; readonly hostKey?: string };
 }
@@ -280,7 +283,7 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
             problems.push(`${keyPath(["hosts", name, "ssh"])}: sets both privateKey and useAgent; choose one so both connections use the same key`);
         }
         resolved[name] = {
-            name, address: h.address, local: h.local, dockerBridgeSubnet: h.dockerBridgeSubnet,
+            name, address: h.address, local: h.local, sudo: h.sudo, dockerBridgeSubnet: h.dockerBridgeSubnet,
             ssh: { user: ssh.user ?? "root", port: ssh.port ?? 22, privateKey: ssh.privateKey, useAgent: ssh.useAgent ?? false, hostKey: ssh.hostKey },
         };
     }

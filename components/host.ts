@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { HostConfig } from "./config";
+import { shellQuote } from "./render/quote";
 
 /** What a remote or local command runs. Scripts are POSIX sh; secrets go in `stdin` only. */
 export interface HostCommandArgs {
@@ -101,10 +102,13 @@ export class HostConnection {
 
     /** A command on this host: remote over SSH, or local for a local host. */
     run(name: string, args: HostCommandArgs, opts: pulumi.CustomResourceOptions): HostCommand {
+        // With sudo the script is one quoted argument; its stdin (secrets) still flows through.
+        const wrap = (script: pulumi.Input<string> | undefined) => script === undefined || !this.config.sudo
+            ? script : pulumi.output(script).apply(text => `sudo -n sh -c ${shellQuote(text)}`);
         const common = {
-            create: args.create,
-            update: args.update,
-            delete: args.delete,
+            create: wrap(args.create),
+            update: wrap(args.update),
+            delete: wrap(args.delete),
             stdin: args.stdin === undefined ? undefined : pulumi.secret(args.stdin),
             triggers: args.triggers,
             // Previous stdout may be secret; never hand it to the next run's environment.

@@ -2,8 +2,8 @@
 # `npm test`: type check and build, lint, then every unit, render and mock test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in ruby nginx shellcheck; do
-    command -v "$tool" >/dev/null || { echo "npm test needs '$tool' (Debian: apt-get install ruby nginx-light libnginx-mod-stream shellcheck openssl iptables)" >&2; exit 1; }
+for tool in ruby nginx shellcheck openssl iptables-restore sudo; do
+    command -v "$tool" >/dev/null || { echo "npm test needs '$tool' (Debian: apt-get install ruby nginx-light libnginx-mod-stream shellcheck openssl iptables sudo)" >&2; exit 1; }
 done
 rm -rf dist
 echo "== type check (tsc --strict)"

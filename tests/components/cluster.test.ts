@@ -164,6 +164,22 @@ describe("configuration errors stop the program before anything is created", () 
     });
 });
 
+describe("a local host with sudo", () => {
+    it("runs the wrapped script for real: the file arrives from stdin with its mode", async () => {
+        const stack = readStackFile(path.join(__dirname, "..", "..", "..", "Pulumi.dev.yaml"));
+        const dataRoot = path.join(tempDir("sudo"), "gitlab");
+        const cfg = { ...stack.config, gitlab: { ...(stack.config.gitlab as object), dataRoot } };
+        const e = await evaluate(cfg, { stack: "dev", passwordFor });
+        const push = e.byName("gitlab-gitlab-local-gitlab-rb");
+        const r = spawnSync("sh", ["-c", str(push, "create")], { input: str(push, "stdin"), encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        const file = path.join(dataRoot, "config", "gitlab.rb");
+        assert.equal(fs.readFileSync(file, "utf8"), str(push, "stdin"));
+        assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+        assert.equal(loadGitlabRb(fs.readFileSync(file, "utf8")).gitlab_rails.db_password, passwordFor("gitlab-postgres-password"));
+    });
+});
+
 describe("the evaluator itself", () => {
     it("fails when a resource cannot be registered, instead of leaving it out", () => {
         // A NUL cannot be written into gitlab.rb or SQL: the render inside an apply throws. In a
@@ -186,5 +202,10 @@ describe("the dev stack", () => {
         assert.ok(ofType(e, "command:local:Command").length > 0);
         assert.equal(e.resources.filter(r => r.name.includes("nfs")).length, 0, "one node needs no NFS");
         assert.equal(ofType(e, CONTAINER).length, 4);
+        for (const c of ofType(e, "command:local:Command")) {
+            assert.match(c.inputs.create as string, /^sudo -n sh -c '/, `${c.name} runs through sudo`);
+        }
+        const push = e.byName("gitlab-gitlab-local-gitlab-rb");
+        assert.ok(push.secretInputs.includes("stdin") && !(push.inputs.create as string).includes("[generated"), "the secret stays on stdin");
     });
 });
