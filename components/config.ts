@@ -3,6 +3,7 @@
 // Pure: takes plain values, returns a typed ClusterConfig or throws ConfigError.
 import { isIP } from "node:net";
 import { z } from "zod";
+import { MANAGED_RAILS_KEYS } from "./render/gitlabRb";
 
 export const CONFIG_NAMESPACE = "gitlab-cluster";
 
@@ -263,6 +264,11 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
     }
     known(["backup", "target", "host"], cfg.backup?.target?.host);
 
+    for (const key of Object.keys(cfg.gitlab.rails)) {
+        if (MANAGED_RAILS_KEYS.includes(key)) {
+            problems.push(`${keyPath(["gitlab", "rails", key])}: is set by the program (from the cluster's topology and generated secrets) and cannot be overridden`);
+        }
+    }
     const byAddress = new Map<string, string>();
     for (const [name, h] of Object.entries(cfg.hosts)) {
         const other = byAddress.get(h.address);

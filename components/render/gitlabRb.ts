@@ -24,6 +24,12 @@ export interface GitlabRbInput {
 
 const LOCALHOST_RANGES = ["127.0.0.0/8", "::1/128"];
 
+/** gitlab_rails keys this file sets itself: `gitlab.rails` may not override them. */
+export const MANAGED_RAILS_KEYS = [
+    "auto_migrate", "db_host", "db_port", "db_database", "db_username", "db_password", "redis_host", "redis_port",
+    "redis_password", "trusted_proxies", "monitoring_whitelist", "gitlab_shell_ssh_port", "initial_root_password", "backup_keep_time",
+];
+
 export function renderGitlabRb(input: GitlabRbInput): string {
     const https = new URL(input.externalUrl).protocol === "https:";
     const set = (key: string, value: string | number | boolean | readonly string[]) => `${key} = ${rubyValue(value)}`;

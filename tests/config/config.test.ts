@@ -127,6 +127,12 @@ describe("stack configuration", () => {
         assert.equal(problemOf(raw), "gitlab-cluster:postgres.image: PostgreSQL 14 is too old for GitLab 18 (needs 16 or newer)");
     });
 
+    it("refuses gitlab.rails keys the program manages", () => {
+        const raw = threeNodeConfig();
+        raw.gitlab.rails = { time_zone: "UTC", db_password: "x" };
+        assert.equal(problemOf(raw), "gitlab-cluster:gitlab.rails.db_password: is set by the program (from the cluster's topology and generated secrets) and cannot be overridden");
+    });
+
     it("refuses soft NFS mounts", () => {
         const raw = threeNodeConfig();
         raw.nfs = { mountOptions: ["vers=4.1", "soft"] };
