@@ -99,7 +99,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
             for (const client of clients) {
                 mounts.set(client.name, new NfsMount(`${name}-nfs-mount-${client.name}`, {
                     host: connect(client.name), serverAddress: host(nfsServer).address, path: cfg.nfs.path, options: cfg.nfs.mountOptions,
-                }, { parent: this, dependsOn: [this.nfsExport] }));
+                    after: [this.nfsExport.command],
+                }, { parent: this }));
             }
         }
         this.nfsMounts = [...mounts.values()];

@@ -86,11 +86,14 @@ export class GitlabNode extends pulumi.ComponentResource {
             triggers: [this.container.id],
         }, { parent: this, dependsOn: [this.container] });
         // A first start applies gitlab.rb by itself; later changes reconfigure in place, in node order.
-        const gitlabRbHash = gitlabRb.apply(text => createHash("sha256").update(text).digest("hex"));
+        // The file's digest sits in the update script, not in `triggers`: @pulumi/command replaces
+        // a command whose triggers change (running `create`), but updates one whose script changes
+        // (running `update`). A SHA-256 of a file holding 40-character random passwords reveals
+        // nothing of them, so it is unsecreted to keep the script readable in a preview.
+        const gitlabRbHash = pulumi.unsecret(gitlabRb.apply(text => createHash("sha256").update(text).digest("hex")));
         this.rollout = args.host.run(`${name}-rollout`, {
             create: `echo "${this.containerName}: gitlab.rb applied by the container's first start"`,
-            update: reconfigureScript(this.containerName, args.readinessTimeoutSeconds),
-            triggers: [gitlabRbHash],
+            update: gitlabRbHash.apply(hash => reconfigureScript(this.containerName, args.readinessTimeoutSeconds).replace("set -eu\n", `set -eu\n# gitlab.rb sha256 ${hash}\n`)),
         }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
         if (args.migrationNode) {
             this.identity = pulumi.secret(args.host.run(`${name}-read-identity`, {

@@ -73,7 +73,8 @@ export function commandConnection(host: HostConfig): command.types.input.remote.
         port: host.ssh.port,
         user: host.ssh.user,
         ...(host.ssh.privateKey !== undefined ? { privateKey: pulumi.secret(host.ssh.privateKey) } : {}),
-        ...(host.ssh.useAgent ? { agentSocketPath: process.env.SSH_AUTH_SOCK ?? "" } : {}),
+        // With useAgent no key is given: the provider then uses the agent at $SSH_AUTH_SOCK. The
+        // socket's path changes with every login, so it stays out of the (replace-on-change) connection.
         ...(host.ssh.hostKey !== undefined ? { hostKey: host.ssh.hostKey } : {}),
         dialErrorLimit: 10,
         perDialTimeout: 30,
@@ -116,6 +117,10 @@ export class HostConnection {
             ...(args.secretStdout ? { logging: "none" as const } : {}),
         };
         const resourceOpts: pulumi.CustomResourceOptions = {
+            // A replacement (the provider replaces on `connection` or `triggers` changes) runs the
+            // new create before the old delete by default, which would end in the deleted state
+            // (unmounted, unexported, firewall removed): delete first, then create.
+            ...(args.delete !== undefined ? { deleteBeforeReplace: true } : {}),
             ...opts,
             additionalSecretOutputs: [...(opts.additionalSecretOutputs ?? []), ...(args.secretStdout ? ["stdout"] : [])],
         };

@@ -45,6 +45,8 @@ export interface NfsMountArgs {
     /** Mounted at the same path as it is exported. */
     readonly path: string;
     readonly options: readonly string[];
+    /** The export: the mount command waits for it (a component's dependsOn does not reach its children). */
+    readonly after: readonly pulumi.Resource[];
 }
 
 export class NfsMount extends pulumi.ComponentResource {
@@ -58,7 +60,7 @@ export class NfsMount extends pulumi.ComponentResource {
         this.command = args.host.run(name, {
             create: nfsMountScript({ mountPath: args.path, fstabLine: this.fstabLine }),
             delete: nfsUnmountScript(args.path),
-        }, { parent: this });
+        }, { parent: this, dependsOn: [...args.after] });
         this.registerOutputs({ fstabLine: this.fstabLine });
     }
 }

@@ -1,6 +1,7 @@
 // nginx in front of the GitLab nodes: HTTP(S) and git-over-SSH, config reloaded in place.
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "node:crypto";
 import type { HostConnection } from "./host";
 import { renderNginxConf, type NginxUpstreamNode } from "./render/nginxConf";
 import { shellQuote } from "./render/quote";
@@ -54,14 +55,22 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
         const reload = `if docker inspect ${c} >/dev/null 2>&1; then docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"; fi`;
         const files: pulumi.Resource[] = [];
         if (args.tls) {
-            files.push(args.host.run(`${name}-tls-certificate`, {
-                create: writeFileScript({ path: `${args.configRoot}/tls/cert.pem`, mode: "0644" }, reload),
+            // A new certificate and key must both be in place before nginx -t sees them: write
+            // both, then one step reloads when either changed.
+            const certificate = args.host.run(`${name}-tls-certificate`, {
+                create: writeFileScript({ path: `${args.configRoot}/tls/cert.pem`, mode: "0644" }),
                 stdin: args.tls.certificate,
-            }, { parent: this }));
-            files.push(args.host.run(`${name}-tls-key`, {
-                create: writeFileScript({ path: `${args.configRoot}/tls/key.pem`, mode: "0600" }, reload),
+            }, { parent: this });
+            const key = args.host.run(`${name}-tls-key`, {
+                create: writeFileScript({ path: `${args.configRoot}/tls/key.pem`, mode: "0600" }),
                 stdin: pulumi.secret(args.tls.privateKey),
-            }, { parent: this, dependsOn: files.slice() }));
+            }, { parent: this });
+            const digest = pulumi.unsecret(pulumi.all([args.tls.certificate, args.tls.privateKey])
+                .apply(([c, k]) => createHash("sha256").update(c).update("\0").update(k).digest("hex")));
+            files.push(certificate, key, args.host.run(`${name}-tls-reload`, {
+                create: `echo "TLS files in place; nginx reads them when it starts"`,
+                update: digest.apply(d => `# certificate and key sha256 ${d}\n${reload}`),
+            }, { parent: this, dependsOn: [certificate, key] }));
         }
         files.push(args.host.run(`${name}-config`, {
             create: writeFileScript({ path: `${args.configRoot}/nginx.conf`, mode: "0644" }, reload),

@@ -88,6 +88,7 @@ describe("three-node cluster under mocks", () => {
         assert.deepEqual(mounts.map(m => (m.inputs.connection as { host: string }).host).sort(), ["10.0.0.12", "10.0.0.13"]);
         for (const m of mounts) {
             assert.match(str(m, "create"), /10\.0\.0\.11:\/srv\/gitlab-nfs \/srv\/gitlab-nfs nfs vers=4\.1,hard,rsize=1048576,wsize=1048576,noatime,nofail,_netdev,lookupcache=positive 0 0/);
+            assert.ok(m.dependencies.includes(e.byName("gitlab-nfs-export").urn) || m.dependencies.some(u => u.endsWith("::gitlab-nfs-export")), `${m.name} waits for the export itself`);
             const node = m.name.replace("gitlab-nfs-mount-", "");
             assert.ok(dependsOn(e, e.byName(`gitlab-gitlab-${node}`), m), `${node}'s container waits for its mount`);
         }

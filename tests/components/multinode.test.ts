@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { GITLAB_NFS_MOUNT_OPTIONS } from "../../components/config";
+import { classify } from "../../scripts/bench/blastRadius";
 import { evaluate, type Evaluation, type RecordedResource } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
 import { CONTAINER, dependsOn, directlyDependsOn, str } from "../support/graph";
@@ -99,6 +100,30 @@ describe("multi-node correctness", () => {
                 assert.ok(diff.includes(`gitlab-gitlab-${n}-rollout`), n);
             }
             assert.deepEqual(diff.filter(d => !/^gitlab-gitlab-app\d-(gitlab-rb|rollout)$/.test(d)), []);
+            // What the engine does with that diff, by the providers' replace-on-change rules: the
+            // rollout must be an update (it runs `update`: reconfigure), not a replace (`create`).
+            const ops = new Map(classify(e.resources, after.resources).resources.map(r => [r.name, r]));
+            for (const n of NODES) {
+                const rollout = ops.get(`gitlab-gitlab-${n}-rollout`)!;
+                assert.equal(rollout.op, "update", `${n}: ${JSON.stringify(rollout)}`);
+                assert.deepEqual(rollout.changedInputs, ["update"]);
+                assert.equal(ops.get(`gitlab-gitlab-${n}-gitlab-rb`)!.op, "update");
+                assert.equal(ops.get(`gitlab-gitlab-${n}`)!.op, "same");
+            }
+        });
+
+        it("a new certificate and key are written first, then nginx is tested and reloaded once", async () => {
+            const cfg = threeNodeConfig();
+            cfg.loadBalancer.tls = { ...cfg.loadBalancer.tls, certificate: "-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----" };
+            const after = await evaluate(cfg);
+            const ops = classify(e.resources, after.resources).resources.filter(r => r.op !== "same");
+            assert.deepEqual(ops.map(r => [r.name, r.op]), [["gitlab-lb-tls-certificate", "update"], ["gitlab-lb-tls-reload", "update"]]);
+            const reload = after.byName("gitlab-lb-tls-reload");
+            assert.match(str(reload, "update"), /nginx -t -q -c \/etc\/nginx\/gitlab-cluster\/nginx\.conf && docker exec gitlab-lb nginx -s reload/);
+            for (const f of ["gitlab-lb-tls-certificate", "gitlab-lb-tls-key"]) {
+                assert.ok(reload.dependencies.includes(after.byName(f).urn), f);
+                assert.doesNotMatch(str(after.byName(f), "create"), /reload/);
+            }
         });
 
         it("adding a fourth node leaves every existing node untouched; only the balancer, export and database rules change", async () => {

@@ -15,4 +15,3 @@ fi
 mv -f "$tmp" /srv/gitlab-cluster/nginx/tls/key.pem
 trap - EXIT
 echo "written: /srv/gitlab-cluster/nginx/tls/key.pem"
-if docker inspect gitlab-lb >/dev/null 2>&1; then docker exec gitlab-lb nginx -t -q -c /etc/nginx/gitlab-cluster/nginx.conf && docker exec gitlab-lb nginx -s reload -c /etc/nginx/gitlab-cluster/nginx.conf && echo "nginx reloaded"; fi

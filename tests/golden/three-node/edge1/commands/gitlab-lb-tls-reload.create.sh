@@ -1,0 +1,1 @@
+echo "TLS files in place; nginx reads them when it starts"

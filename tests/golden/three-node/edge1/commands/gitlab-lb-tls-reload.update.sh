@@ -1,0 +1,2 @@
+# certificate and key sha256 17048b8ed2c6919bf727926d398c803983402591250cb14365cdfac032e3ad94
+if docker inspect gitlab-lb >/dev/null 2>&1; then docker exec gitlab-lb nginx -t -q -c /etc/nginx/gitlab-cluster/nginx.conf && docker exec gitlab-lb nginx -s reload -c /etc/nginx/gitlab-cluster/nginx.conf && echo "nginx reloaded"; fi
