@@ -70,11 +70,19 @@ const rolesSchema = z.strictObject({
     loadBalancer: hostName,
 });
 
-const railsValue = z.union([z.string(), z.number(), z.boolean()]);
+const railsValue = z.union([z.string().refine(v => !v.includes("\0"), "must not contain a NUL character"), z.number(), z.boolean()]);
+
+/** The URL's host must be a DNS name or an address: it becomes nginx's server_name. */
+function isPlainUrlHost(u: string): boolean {
+    if (!URL.canParse(u)) return true;
+    const url = new URL(u);
+    return url.username === "" && url.password === "" && (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(url.hostname) || /^\[[0-9a-fA-F:.]+\]$/.test(url.hostname));
+}
 const gitlabSchema = z.strictObject({
     image: pinnedImage,
     externalUrl: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
-        .refine(u => !URL.canParse(u) || (new URL(u).pathname === "/" && !new URL(u).search), "must have no path or query (relative URLs are not supported)"),
+        .refine(u => !URL.canParse(u) || (new URL(u).pathname === "/" && !new URL(u).search), "must have no path or query (relative URLs are not supported)")
+        .refine(isPlainUrlHost, "must name its host by DNS name or address, with no user or password in it"),
     /** Host directory holding config/, logs/ and data/ of the Omnibus container. */
     dataRoot: absolutePath.default("/srv/gitlab"),
     /** Fixed uid/gid of the `git` user on every node, as NFS requires. */
@@ -268,6 +276,10 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
         if (MANAGED_RAILS_KEYS.includes(key)) {
             problems.push(`${keyPath(["gitlab", "rails", key])}: is set by the program (from the cluster's topology and generated secrets) and cannot be overridden`);
         }
+    }
+    const families = new Set(Object.values(cfg.hosts).map(h => (h.address.includes(":") ? "IPv6" : "IPv4")));
+    if (families.size > 1) {
+        problems.push(`${keyPath(["hosts"])}: mixes IPv4 and IPv6 addresses; give every host an address of one family (access rules and firewalls compare them)`);
     }
     const byAddress = new Map<string, string>();
     for (const [name, h] of Object.entries(cfg.hosts)) {

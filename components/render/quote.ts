@@ -12,10 +12,14 @@ function refuseNul(language: string, value: string): void {
     if (value.includes("\0")) throw new UnrepresentableValue(language, "it contains a NUL character");
 }
 
-/** A single-quoted Ruby literal: only `\\` and `\'` are special, so `#{}` is never interpolated. */
+/**
+ * A single-quoted Ruby literal: only `\\` and `\'` are special, so `#{}` is never interpolated.
+ * Ruby's lexer reads CR LF in a source file as LF, even inside a literal, so each CR is written
+ * as a separate `"\r"` literal joined by Ruby's adjacent-literal concatenation: `'a' "\r" 'b'`.
+ */
 export function rubyString(value: string): string {
     refuseNul("Ruby", value);
-    return `'${value.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`;
+    return value.split("\r").map(part => `'${part.replace(/\\/g, "\\\\").replace(/'/g, "\\'")}'`).join(` "\\r" `);
 }
 
 /** A Ruby literal for a scalar config value. */
