@@ -1,0 +1,194 @@
+// Promotion staging -> prod on temporary copies of the real stack files: what moves, what never
+// moves, the GitLab upgrade path, and that the target file keeps its comments and layout.
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { parseDocument } from "yaml";
+import { runPromote } from "../../scripts/promote";
+import { unifiedDiff } from "../../scripts/promoteDiff";
+import {
+    checkGitlabUpgrade, GITLAB_REQUIRED_UPGRADE_STOPS, gitlabVersion, planPromotion, promoteStackFile, PromotionRefused, skippedUpgradeStops,
+} from "../../scripts/promotePlan";
+import { evaluate } from "../../scripts/evaluate";
+import { readStackFile } from "../../scripts/renderStack";
+import { tempDir } from "../support/readers";
+
+const root = path.resolve(__dirname, "..", "..", "..");
+const realStaging = fs.readFileSync(path.join(root, "Pulumi.staging.yaml"), "utf8");
+const realProd = fs.readFileSync(path.join(root, "Pulumi.prod.yaml"), "utf8");
+process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("promote-keys");
+
+/** A scratch directory with copies of the stack files, edited by `edit`. */
+function stacks(edit: { staging?: (s: string) => string; prod?: (s: string) => string } = {}): string {
+    const dir = tempDir("promote");
+    fs.writeFileSync(path.join(dir, "Pulumi.staging.yaml"), (edit.staging ?? (s => s))(realStaging));
+    fs.writeFileSync(path.join(dir, "Pulumi.prod.yaml"), (edit.prod ?? (s => s))(realProd));
+    return dir;
+}
+
+function run(dir: string, ...args: string[]): { code: number; out: string; err: string } {
+    let out = "", err = "";
+    const code = runPromote(args, dir, s => { out += s; }, s => { err += s; });
+    return { code, out, err };
+}
+
+const setImage = (version: string) => (s: string) => s.replace(/gitlab\/gitlab-ce:[0-9.]+-ce\.0/, `gitlab/gitlab-ce:${version}`);
+const prodFile = (dir: string) => fs.readFileSync(path.join(dir, "Pulumi.prod.yaml"), "utf8");
+
+/** The source text of one `config:` entry, from its key to the end of its value. */
+function entryText(text: string, key: string): string {
+    const doc = parseDocument(text, { keepSourceTokens: true });
+    const pair = (doc.get("config", true) as { items: { key: { value: string; range: number[] }; value: { range: number[] } }[] }).items.find(p => p.key.value === key);
+    assert.ok(pair, key);
+    return text.slice(pair.key.range[0]!, pair.value.range[2]);
+}
+
+describe("promotion staging -> prod", () => {
+    it("copies an image bump and tier settings, prints a diff, writes only with --write", async () => {
+        const dir = stacks({
+            staging: s => setImage("18.5.2-ce.0")(s)
+                .replace("image: postgres:16.8-bookworm", "image: postgres:16.9-bookworm")
+                .replace("keepDays: 14", "keepDays: 21")
+                .replace("      time_zone: UTC\n", "      time_zone: UTC\n      gitlab_default_theme: 2\n"),
+        });
+        const dry = run(dir, "staging", "prod");
+        assert.equal(dry.code, 0, dry.err);
+        assert.equal(prodFile(dir), realProd, "a dry run writes nothing");
+        assert.match(dry.out, /^--- a\/Pulumi\.prod\.yaml\n\+\+\+ b\/Pulumi\.prod\.yaml\n@@ /);
+        assert.match(dry.out, /^- {4}image: gitlab\/gitlab-ce:18\.4\.1-ce\.0\n\+ {4}image: gitlab\/gitlab-ce:18\.5\.2-ce\.0$/m);
+        assert.match(dry.out, /^\+ {6}gitlab_default_theme: 2$/m);
+        assert.equal(dry.err, "", "18.4 -> 18.5 skips no stop");
+
+        const written = run(dir, "staging", "prod", "--write");
+        assert.equal(written.code, 0, written.err);
+        const prod = readStackFile(path.join(dir, "Pulumi.prod.yaml"));
+        const gitlab = prod.config.gitlab as Record<string, unknown>;
+        assert.equal(gitlab.image, "gitlab/gitlab-ce:18.5.2-ce.0");
+        assert.equal(gitlab.externalUrl, "https://gitlab.example.com", "externalUrl is per stack");
+        assert.deepEqual(gitlab.rails, { time_zone: "UTC", gitlab_default_theme: 2 });
+        assert.equal((prod.config.postgres as { image: string }).image, "postgres:16.9-bookworm");
+        assert.deepEqual(prod.config.backup, { schedule: "0 3 * * *", keepDays: 21, node: "app1" });
+        // The diff printed is the change written.
+        assert.equal(dry.out.replace(/\(dry run.*\n$/, ""), unifiedDiff(realProd, prodFile(dir), "a/Pulumi.prod.yaml", "b/Pulumi.prod.yaml"));
+        // The promoted prod stack still evaluates.
+        const e = await evaluate(prod.config, { stack: "prod", secretKeys: prod.secretKeys });
+        assert.equal(e.byName("gitlab-gitlab-app3-image").inputs.name, "gitlab/gitlab-ce:18.5.2-ce.0");
+        assert.equal(run(dir, "staging", "prod").out, "Pulumi.prod.yaml already has the promotable settings of Pulumi.staging.yaml\n");
+    });
+
+    it("refuses a GitLab downgrade with exit code 1 and writes nothing", () => {
+        const dir = stacks({ staging: setImage("18.3.2-ce.0") });
+        const r = run(dir, "staging", "prod", "--write");
+        assert.equal(r.code, 1);
+        assert.match(r.err, /^error: gitlab\.image: refusing to downgrade Pulumi\.prod\.yaml from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
+        assert.equal(r.out, "");
+        assert.equal(prodFile(dir), realProd);
+        assert.throws(() => promoteStackFile(setImage("18.4.0-ce.0")(realStaging), realProd), PromotionRefused, "a patch downgrade too");
+    });
+
+    it("never touches hosts, roles, ssh, secure values, per-stack keys or other namespaces", () => {
+        const otherNamespace = "  docker:host: unix:///var/run/docker.sock\n";
+        const dir = stacks({
+            staging: s => setImage("18.5.2-ce.0")(s)
+                .replace("listenAddress", "x") // staging has none; make sure prod's is kept below
+                .replace("nginx:1.27.4-bookworm\n", "nginx:1.27.5-bookworm\n    listenAddress: 10.1.0.5\n")
+                .replace("secure: v1:PLACEHOLDER-set-with-pulumi-config-set-secret\n  gitlab-cluster:roles", "secure: v1:STAGING-CIPHERTEXT\n  gitlab-cluster:roles")
+                + "  docker:host: ssh://staging\n",
+            prod: s => s.replace("proxyReadTimeoutSeconds: 3600\n", "proxyReadTimeoutSeconds: 3600\n    listenAddress: 10.0.0.5\n") + otherNamespace,
+        });
+        const before = prodFile(dir);
+        assert.equal(run(dir, "staging", "prod", "--write").code, 0);
+        const after = prodFile(dir);
+        assert.notEqual(after, before);
+        for (const key of ["hosts", "ssh", "roles"]) {
+            assert.equal(entryText(after, `gitlab-cluster:${key}`), entryText(before, `gitlab-cluster:${key}`), key);
+        }
+        assert.equal(entryText(after, "gitlab-cluster:loadBalancer").match(/tls:[\s\S]*/)![0], entryText(before, "gitlab-cluster:loadBalancer").match(/tls:[\s\S]*/)![0], "tls");
+        assert.deepEqual(after.match(/secure: .*/g), before.match(/secure: .*/g));
+        assert.ok(after.endsWith(otherNamespace));
+        const lb = readStackFile(path.join(dir, "Pulumi.prod.yaml")).config.loadBalancer as Record<string, unknown>;
+        assert.equal(lb.image, "nginx:1.27.5-bookworm");
+        assert.equal(lb.listenAddress, "10.0.0.5");
+    });
+
+    it("leaves encrypted values alone even under a promotable key", () => {
+        const plan = planPromotion(
+            { "gitlab-cluster:gitlab": { image: "a:1.0.0", rails: { smtp_password: { secure: "v1:src" } } } },
+            { "gitlab-cluster:gitlab": { image: "a:1.0.0", rails: { smtp_password: { secure: "v1:dst" } } } },
+        );
+        assert.deepEqual(plan.changes, []);
+        assert.deepEqual(plan.skippedSecure, ["gitlab.rails.smtp_password"]);
+    });
+
+    it("warns on stderr when the upgrade skips a required stop, and still promotes", () => {
+        const dir = stacks({ prod: setImage("18.1.3-ce.0"), staging: setImage("18.6.0-ce.0") });
+        const r = run(dir, "staging", "prod", "--write");
+        assert.equal(r.code, 0);
+        assert.match(r.err, /^warning: gitlab\.image: upgrading Pulumi\.prod\.yaml from GitLab 18\.1\.3-ce\.0 to 18\.6\.0-ce\.0 skips required upgrade stops 18\.2, 18\.5: /);
+        assert.match(prodFile(dir), /image: gitlab\/gitlab-ce:18\.6\.0-ce\.0/);
+    });
+
+    it("keeps the target's comments, blank lines and layout", () => {
+        const dir = stacks({ staging: setImage("18.5.2-ce.0"), prod: s => s.replace("    image: gitlab/", "    # pinned: bump in staging first\n    image: gitlab/").replace(/(gitlab-ce:[^\n]*)/, "$1   # current release") });
+        const before = prodFile(dir);
+        assert.equal(run(dir, "staging", "prod", "--write").code, 0);
+        const after = prodFile(dir);
+        const changed = unifiedDiff(before, after, "a", "b").split("\n").filter(l => /^[-+][^-+]/.test(l));
+        assert.deepEqual(changed, ["-    image: gitlab/gitlab-ce:18.4.1-ce.0   # current release", "+    image: gitlab/gitlab-ce:18.5.2-ce.0   # current release"]);
+        assert.equal(after.split("\n").filter(l => l.trimStart().startsWith("#")).join("\n"), before.split("\n").filter(l => l.trimStart().startsWith("#")).join("\n"));
+    });
+
+    it("adds and removes keys in the target's indentation", () => {
+        const source = "config:\n  gitlab-cluster:gitlab:\n    image: g/gitlab-ce:18.5.1-ce.0\n    externalUrl: https://s\n  gitlab-cluster:nfs:\n    mountOptions: [vers=4.1, hard]\n";
+        const target = "# prod\nconfig:\n    gitlab-cluster:gitlab:\n        image: g/gitlab-ce:18.5.0-ce.0   # release\n        externalUrl: https://p\n        gitUid: 1001\n    gitlab-cluster:redis: { image: 'redis:7.2.5-bookworm' }\n";
+        const r = promoteStackFile(source, target);
+        assert.equal(r.text, "# prod\nconfig:\n    gitlab-cluster:gitlab:\n        image: g/gitlab-ce:18.5.1-ce.0   # release\n        externalUrl: https://p\n    gitlab-cluster:nfs:\n        mountOptions:\n            - vers=4.1\n            - hard\n");
+        assert.deepEqual(r.changes.map(c => c.path).sort(), ["gitlab.gitUid", "gitlab.image", "nfs.mountOptions", "redis.image"]);
+    });
+
+    it("refuses bad arguments", () => {
+        const dir = stacks();
+        assert.equal(run(dir, "staging").code, 2);
+        assert.equal(run(dir, "staging", "staging").code, 2);
+        assert.equal(run(dir, "staging", "qa").code, 1);
+    });
+});
+
+describe("GitLab upgrade path", () => {
+    it("reads the release from an Omnibus tag", () => {
+        assert.deepEqual(gitlabVersion("gitlab/gitlab-ee:17.11.4-ee.0"), { major: 17, minor: 11, patch: 4, build: 0, text: "17.11.4-ee.0" });
+        assert.deepEqual(gitlabVersion("registry.example.com:5000/gitlab/gitlab-ce:18.4.1-ce.2")?.build, 2);
+        assert.equal(gitlabVersion(`gitlab/gitlab-ce@sha256:${"a".repeat(64)}`), undefined);
+    });
+
+    it("lists the documented 16.x, 17.x and 18.x stops", () => {
+        const listed = GITLAB_REQUIRED_UPGRADE_STOPS.filter(s => !s.onlyFor).map(s => `${s.major}.${s.minor}`);
+        for (const v of ["16.3", "16.7", "16.11", "17.3", "17.5", "17.8", "17.11", "18.2", "18.5", "18.8", "18.11"]) assert.ok(listed.includes(v), v);
+    });
+
+    it("finds the stops strictly between the running and the next release", () => {
+        const v = (t: string) => gitlabVersion(`gitlab/gitlab-ce:${t}-ce.0`)!;
+        assert.deepEqual(skippedUpgradeStops(v("16.11.10"), v("17.4.0")).map(s => `${s.major}.${s.minor}`), ["17.1", "17.3"]);
+        assert.deepEqual(skippedUpgradeStops(v("18.2.0"), v("18.5.3")), [], "from one stop to the next");
+        assert.deepEqual(skippedUpgradeStops(v("18.4.1"), v("18.4.9")), []);
+        assert.equal(checkGitlabUpgrade("gitlab/gitlab-ce:17.11.2-ce.0", "gitlab/gitlab-ce:18.4.1-ce.0").warnings.length, 1, "17.11 -> 18.4 skips 18.2");
+        assert.match(checkGitlabUpgrade("gitlab/gitlab-ce:18.4.1-ce.0", "gitlab/gitlab-ce:17.11.2-ce.0").refusal ?? "", /refusing to downgrade/);
+    });
+});
+
+describe("promotion from dev", () => {
+    it("carries none of dev's paths or ports into staging, and leaves its inventory alone", () => {
+        const dev = fs.readFileSync(path.join(root, "Pulumi.dev.yaml"), "utf8");
+        const r = promoteStackFile(dev, realStaging, { from: "dev", to: "staging" });
+        const configOf = (text: string) => (parseDocument(text).toJS() as { config: Record<string, Record<string, unknown>> }).config;
+        const promoted = configOf(r.text);
+        const gitlab = promoted["gitlab-cluster:gitlab"]!;
+        const lb = promoted["gitlab-cluster:loadBalancer"] ?? {};
+        assert.notEqual(gitlab.dataRoot, "/srv/gitlab-dev");
+        assert.notEqual(gitlab.nodeSshPort, 2224);
+        assert.notEqual(lb.httpPort, 8080);
+        assert.notEqual(lb.listenAddress, "172.17.0.1");
+        assert.deepEqual(promoted["gitlab-cluster:hosts"], configOf(realStaging)["gitlab-cluster:hosts"]);
+    });
+});
