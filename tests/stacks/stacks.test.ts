@@ -37,10 +37,12 @@ describe("stack files", () => {
             for (const [name, host] of Object.entries(hosts)) {
                 assert.match(host.ssh?.hostKey ?? "", /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}=?( |$)/, `${stack}: ${name}`);
             }
-            assert.deepEqual([...file.secretKeys].sort(), ["loadBalancer", "ssh"]);
+            // The deploy key comes from ssh-agent: no key in the connection, so rotating it replaces nothing.
+            assert.deepEqual(file.config.ssh, { user: "root", useAgent: true });
+            assert.deepEqual([...file.secretKeys].sort(), ["loadBalancer"]);
             const raw = fs.readFileSync(stackFile(stack), "utf8");
             assert.match(raw, /privateKey:\n\s+secure: /);
-            assert.equal((raw.match(/secure: /g) ?? []).length, 2, "ssh.privateKey and loadBalancer.tls.privateKey only");
+            assert.equal((raw.match(/secure: /g) ?? []).length, 1, "loadBalancer.tls.privateKey only");
             assert.match(String((file.config.gitlab as { externalUrl: string }).externalUrl), /^https:\/\//);
         });
     }
