@@ -1,0 +1,81 @@
+#!/usr/bin/ruby
+# frozen_string_literal: true
+#
+# STAND-IN for `gitlab-ctl reconfigure` (gitlab-cluster-test). What it does,
+# mirroring the parts of a real reconfigure that the cluster tests can observe:
+#  1. loads /etc/gitlab/gitlab.rb with load_gitlab_rb.rb --strict; on failure
+#     it exits non-zero and leaves /var/opt/gitlab/standin-reconfigure.failed
+#     (the stand-in HTTP server then answers /-/readiness with 503);
+#  2. writes the result to /var/opt/gitlab/standin-settings.json;
+#  3. creates /etc/gitlab/gitlab-secrets.json with random secrets if it does not
+#     exist (as a real first reconfigure does: this is why the file must be
+#     copied to nodes 2..N *before* their first reconfigure);
+#  4. creates group/user `git` with user['gid'] / user['uid'] when set (as
+#     Omnibus does) and the data directories below /var/opt/gitlab.
+# It configures no real service: no Rails, no database migration, no nginx.
+require 'json'
+require 'securerandom'
+require 'fileutils'
+require 'open3'
+
+ETC = ENV.fetch('GITLAB_STANDIN_ETC', '/etc/gitlab')
+VAR = ENV.fetch('GITLAB_STANDIN_VAR', '/var/opt/gitlab')
+FAILED = File.join(VAR, 'standin-reconfigure.failed')
+LOADER = File.join(__dir__, 'load_gitlab_rb.rb')
+
+FileUtils.mkdir_p(VAR)
+out, err, st = Open3.capture3('ruby', LOADER, '--strict', File.join(ETC, 'gitlab.rb'))
+unless st.success?
+  File.write(FAILED, err)
+  warn err
+  warn "\nThere was an error running gitlab-ctl reconfigure (stand-in): gitlab.rb did not load (exit #{st.exitstatus})."
+  exit 1
+end
+warn err unless err.empty?
+tmp = File.join(VAR, 'standin-settings.json.tmp')
+File.write(tmp, out)
+File.rename(tmp, File.join(VAR, 'standin-settings.json'))
+settings = JSON.parse(out)
+
+secrets = File.join(ETC, 'gitlab-secrets.json')
+unless File.exist?(secrets)
+  hex = -> { SecureRandom.hex(64) }
+  data = {
+    'gitlab_workhorse' => { 'secret_token' => SecureRandom.base64(32) },
+    'gitlab_shell' => { 'secret_token' => hex.call },
+    'gitlab_rails' => %w[secret_key_base db_key_base otp_key_base encrypted_settings_key_base]
+      .to_h { |k| [k, hex.call] },
+    'gitlab_standin' => { 'generated_by' => 'reconfigure stand-in', 'node' => ENV['NODE_NAME'] }
+  }
+  File.open(secrets, File::WRONLY | File::CREAT | File::EXCL, 0o600) { |f| f.write(JSON.pretty_generate(data)) }
+  puts "stand-in: generated #{secrets} (it did not exist)"
+end
+
+user = settings['user'].is_a?(Hash) ? settings['user'] : {}
+uname = user['username'] || 'git'
+gname = user['group'] || 'git'
+def run(*cmd) = system(*cmd, out: File::NULL, err: File::NULL)
+if user['gid'] && !run('getent', 'group', gname)
+  run('groupadd', '-g', user['gid'].to_s, gname)
+elsif !run('getent', 'group', gname)
+  run('groupadd', '-r', gname)
+elsif user['gid']
+  run('groupmod', '-g', user['gid'].to_s, gname)
+end
+if run('id', uname)
+  run('usermod', '-u', user['uid'].to_s, uname) if user['uid']
+else
+  args = ['useradd', '-g', gname, '-d', VAR, '-s', '/bin/sh', '-M']
+  args += user['uid'] ? ['-u', user['uid'].to_s] : ['-r']
+  run(*args, uname) or warn "stand-in: could not create user #{uname}"
+end
+%w[git-data/repositories gitlab-rails/uploads gitlab-rails/shared gitlab-ci/builds backups .ssh].each do |d|
+  path = File.join(VAR, d)
+  FileUtils.mkdir_p(path)
+  FileUtils.chown(uname, gname, path)
+rescue StandardError => e
+  warn "stand-in: warning: #{path}: #{e.message}" # e.g. root_squash on NFS
+end
+
+FileUtils.rm_f(FAILED)
+puts 'gitlab Reconfigured! (stand-in: settings in ' + File.join(VAR, 'standin-settings.json') + ')'
