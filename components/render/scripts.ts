@@ -23,9 +23,12 @@ export interface FileSpec {
 export function writeFileScript(file: FileSpec, then?: string): string {
     const target = shellQuote(file.path);
     const dir = shellQuote(file.path.replace(/\/[^/]+$/, "") || "/");
+    // Missing directories are created 0755, not under umask 077: the directory is often
+    // bind-mounted into a container whose service runs as a non-root user (redis.conf,
+    // pg_hba.conf), which must be able to traverse it. The file itself gets `file.mode`.
     return `${HEADER}${FILE_MARK} ${file.path} mode ${file.mode}
 umask 077
-mkdir -p ${dir}
+(umask 022 && mkdir -p ${dir})
 tmp=$(mktemp ${dir}/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

@@ -49,6 +49,8 @@ describe("host scripts", () => {
         assert.match(first.stdout, /written: .*CHANGED/s);
         assert.equal(fs.readFileSync(file, "utf8"), content);
         assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+        // A service in a container (uid 999) must traverse the bind-mounted directory.
+        assert.equal(fs.statSync(path.dirname(file)).mode & 0o777, 0o755);
         const inode = fs.statSync(file).ino;
         const second = runSh(script, content);
         assert.equal(second.status, 0, second.stderr);

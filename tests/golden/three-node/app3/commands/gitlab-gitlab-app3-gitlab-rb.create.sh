@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab/config/gitlab.rb mode 0600
 umask 077
-mkdir -p /srv/gitlab/config
+(umask 022 && mkdir -p /srv/gitlab/config)
 tmp=$(mktemp /srv/gitlab/config/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab-cluster/postgres/conf/pg_hba.conf mode 0644
 umask 077
-mkdir -p /srv/gitlab-cluster/postgres/conf
+(umask 022 && mkdir -p /srv/gitlab-cluster/postgres/conf)
 tmp=$(mktemp /srv/gitlab-cluster/postgres/conf/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

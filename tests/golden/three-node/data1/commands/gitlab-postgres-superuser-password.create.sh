@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab-cluster/postgres/secrets/superuser-password mode 0600
 umask 077
-mkdir -p /srv/gitlab-cluster/postgres/secrets
+(umask 022 && mkdir -p /srv/gitlab-cluster/postgres/secrets)
 tmp=$(mktemp /srv/gitlab-cluster/postgres/secrets/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

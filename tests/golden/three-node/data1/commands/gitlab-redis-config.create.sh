@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab-cluster/redis/conf/redis.conf mode 0600
 umask 077
-mkdir -p /srv/gitlab-cluster/redis/conf
+(umask 022 && mkdir -p /srv/gitlab-cluster/redis/conf)
 tmp=$(mktemp /srv/gitlab-cluster/redis/conf/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab-cluster/nginx/nginx.conf mode 0644
 umask 077
-mkdir -p /srv/gitlab-cluster/nginx
+(umask 022 && mkdir -p /srv/gitlab-cluster/nginx)
 tmp=$(mktemp /srv/gitlab-cluster/nginx/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"

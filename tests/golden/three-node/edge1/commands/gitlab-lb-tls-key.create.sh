@@ -2,7 +2,7 @@
 set -eu
 # writes: /srv/gitlab-cluster/nginx/tls/key.pem mode 0600
 umask 077
-mkdir -p /srv/gitlab-cluster/nginx/tls
+(umask 022 && mkdir -p /srv/gitlab-cluster/nginx/tls)
 tmp=$(mktemp /srv/gitlab-cluster/nginx/tls/.gitlab-cluster.XXXXXX)
 trap 'rm -f "$tmp"' EXIT
 cat > "$tmp"
