@@ -24,7 +24,8 @@ _itest_run_exit_hooks() {
   local rc=$? i
   trap - EXIT INT TERM
   for (( i=${#_ITEST_EXIT_HOOKS[@]}-1; i>=0; i-- )); do
-    "${_ITEST_EXIT_HOOKS[$i]}" || itest_log "exit hook ${_ITEST_EXIT_HOOKS[$i]} failed (ignored)"
+    # a failed hook (e.g. cleanup left something behind) fails a run that had passed
+    "${_ITEST_EXIT_HOOKS[$i]}" || { itest_log "exit hook ${_ITEST_EXIT_HOOKS[$i]} failed"; (( rc == 0 )) && rc=1; }
   done
   exit "$rc"
 }

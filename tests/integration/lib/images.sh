@@ -4,7 +4,7 @@
 # and every other image is `docker build` FROM it.
 #
 #   source tests/integration/lib/images.sh
-#   build_all_images     # sets IMG_BASE IMG_SSHD IMG_DATA IMG_LB IMG_STANDIN
+#   build_all_images     # sets IMG_BASE IMG_SSHD IMG_HOST IMG_STANDIN IMG_*_STANDIN (+ IMG_DATA IMG_LB with ITEST_PHASE1=1)
 #   build_base_image     # gitlab-cluster-test/base:bookworm (skipped if present)
 #   build_image NAME PARENT_REF   # images/NAME/ -> gitlab-cluster-test/NAME:h-<hash>
 #
@@ -119,12 +119,21 @@ build_image() {
   echo "$tag"
 }
 
+# build_all_images: the images phase 2 uses (sets IMG_BASE IMG_SSHD IMG_HOST
+# IMG_STANDIN IMG_PG_STANDIN IMG_REDIS_STANDIN IMG_NGINX_STANDIN); with
+# ITEST_PHASE1=1 also the phase-1 self-check images (IMG_DATA IMG_LB).
 build_all_images() {
   build_base_image
   # build_image runs in $(...): its itest_die only ends the subshell, hence || itest_die
   IMG_SSHD=$(build_image sshd "$IMG_BASE") || itest_die "image sshd"
-  IMG_DATA=$(build_image data "$IMG_SSHD") || itest_die "image data"
-  IMG_LB=$(build_image lb "$IMG_SSHD") || itest_die "image lb"
+  IMG_HOST=$(build_image host "$IMG_SSHD") || itest_die "image host"
   IMG_STANDIN=$(build_image gitlab-standin "$IMG_SSHD") || itest_die "image gitlab-standin"
-  export IMG_BASE IMG_SSHD IMG_DATA IMG_LB IMG_STANDIN
+  IMG_PG_STANDIN=$(build_image postgres-standin "$IMG_BASE") || itest_die "image postgres-standin"
+  IMG_REDIS_STANDIN=$(build_image redis-standin "$IMG_BASE") || itest_die "image redis-standin"
+  IMG_NGINX_STANDIN=$(build_image nginx-standin "$IMG_BASE") || itest_die "image nginx-standin"
+  if [[ -n "${ITEST_PHASE1:-}" ]]; then
+    IMG_DATA=$(build_image data "$IMG_SSHD") || itest_die "image data"
+    IMG_LB=$(build_image lb "$IMG_SSHD") || itest_die "image lb"
+  fi
+  export IMG_BASE IMG_SSHD IMG_HOST IMG_STANDIN IMG_PG_STANDIN IMG_REDIS_STANDIN IMG_NGINX_STANDIN IMG_DATA IMG_LB
 }

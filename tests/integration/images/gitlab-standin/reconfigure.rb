@@ -17,6 +17,7 @@ require 'json'
 require 'securerandom'
 require 'fileutils'
 require 'open3'
+require 'socket'
 
 ETC = ENV.fetch('GITLAB_STANDIN_ETC', '/etc/gitlab')
 VAR = ENV.fetch('GITLAB_STANDIN_VAR', '/var/opt/gitlab')
@@ -45,7 +46,7 @@ unless File.exist?(secrets)
     'gitlab_shell' => { 'secret_token' => hex.call },
     'gitlab_rails' => %w[secret_key_base db_key_base otp_key_base encrypted_settings_key_base]
       .to_h { |k| [k, hex.call] },
-    'gitlab_standin' => { 'generated_by' => 'reconfigure stand-in', 'node' => ENV['NODE_NAME'] }
+    'gitlab_standin' => { 'generated_by' => 'reconfigure stand-in', 'node' => ENV['NODE_NAME'] || Socket.gethostname }
   }
   File.open(secrets, File::WRONLY | File::CREAT | File::EXCL, 0o600) { |f| f.write(JSON.pretty_generate(data)) }
   puts "stand-in: generated #{secrets} (it did not exist)"
@@ -75,6 +76,25 @@ end
   FileUtils.chown(uname, gname, path)
 rescue StandardError => e
   warn "stand-in: warning: #{path}: #{e.message}" # e.g. root_squash on NFS
+end
+
+# The migration node (auto_migrate) "migrates" the external database: the
+# stand-in keeps one table, and stores there, once, a digest of the secrets it
+# was first configured with (what `gitlab-rake gitlab:doctor:secrets` checks).
+rails = settings['gitlab_rails'].is_a?(Hash) ? settings['gitlab_rails'] : {}
+if rails['auto_migrate'] == true && !rails['db_host'].to_s.empty?
+  require_relative 'standin_lib'
+  sql = <<~SQL
+    CREATE TABLE IF NOT EXISTS standin_schema_meta (key text PRIMARY KEY, value text NOT NULL);
+    INSERT INTO standin_schema_meta VALUES ('secrets_digest', '#{Standin.secrets_digest}') ON CONFLICT (key) DO NOTHING;
+  SQL
+  _, err, st = Standin.psql(sql)
+  unless st.success?
+    File.write(FAILED, err)
+    warn "There was an error running gitlab-ctl reconfigure (stand-in): database migration failed: #{err.strip}"
+    exit 1
+  end
+  puts "stand-in: database #{rails['db_database']} on #{rails['db_host']} migrated (stand-in schema)"
 end
 
 FileUtils.rm_f(FAILED)
