@@ -8,12 +8,21 @@ export function tempDir(prefix: string): string {
     return fs.mkdtempSync(path.join(os.tmpdir(), `gitlab-cluster-${prefix}-`));
 }
 
-/** Loads gitlab.rb with Ruby against Omnibus-like attribute hashes; returns its settings. */
+/** The loader the GitLab stand-in image uses too: Ruby against Omnibus-like attribute hashes. */
+const GITLAB_RB_LOADER = path.join(__dirname, "..", "..", "..", "tests", "integration", "images", "gitlab-standin", "load_gitlab_rb.rb");
+
+/**
+ * Loads gitlab.rb with Ruby against Omnibus-like attribute hashes and returns its settings.
+ * Strict: a top-level name Omnibus does not know (a typo such as `gitlab_rials`) fails, as it
+ * would in Omnibus.
+ */
 export function loadGitlabRb(content: string): Record<string, any> { // any: settings are arbitrary JSON from Ruby
     const file = path.join(tempDir("rb"), "gitlab.rb");
     fs.writeFileSync(file, content);
-    const out = execFileSync("ruby", [path.join(__dirname, "..", "..", "..", "tests", "support", "gitlab_rb_loader.rb"), file], { encoding: "utf8" });
-    return JSON.parse(out);
+    const out = execFileSync("ruby", [GITLAB_RB_LOADER, "--strict", file], { encoding: "utf8" });
+    const settings = JSON.parse(out) as Record<string, any>; // any: as above
+    delete settings._standin; // the loader's own report, not a setting
+    return settings;
 }
 
 export interface ProgramResult { status: number | null; stdout: string; stderr: string }
