@@ -33,6 +33,11 @@ export function sshFilesDir(stack: string): string {
     return process.env.GITLAB_CLUSTER_KEY_DIR ?? path.join(os.homedir(), ".ssh", "gitlab-cluster", stack);
 }
 
+/** The files, per host, that the ssh client reads: the program writes them, `npm run ops` reads them. */
+export function sshFilePaths(filesDir: string, hostName: string): { readonly key: string; readonly knownHosts: string } {
+    return { key: path.join(filesDir, `${hostName}.key`), knownHosts: path.join(filesDir, `${hostName}.known_hosts`) };
+}
+
 /** A known_hosts line for the host's pinned key. */
 export function knownHostsLine(host: HostConfig): string {
     if (host.ssh.hostKey === undefined) throw new Error(`host "${host.name}" has no ssh.hostKey`);
@@ -52,7 +57,7 @@ export function dockerProviderArgs(host: HostConfig, filesDir: string): docker.P
     const address = host.address.includes(":") ? `[${host.address}]` : host.address;
     const opts: string[] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"];
     if (host.ssh.hostKey !== undefined) {
-        const knownHosts = path.join(filesDir, `${host.name}.known_hosts`);
+        const { knownHosts } = sshFilePaths(filesDir, host.name);
         writePrivateFile(knownHosts, knownHostsLine(host));
         opts.push("-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`);
     } else {
@@ -60,7 +65,7 @@ export function dockerProviderArgs(host: HostConfig, filesDir: string): docker.P
     }
     const args: docker.ProviderArgs = { host: `ssh://${host.ssh.user}@${address}:${host.ssh.port}` };
     if (host.ssh.privateKey === undefined) return { ...args, sshOpts: opts };
-    const keyFile = path.join(filesDir, `${host.name}.key`);
+    const keyFile = sshFilePaths(filesDir, host.name).key;
     opts.push("-i", keyFile, "-o", "IdentitiesOnly=yes");
     // The provider connects only after the key file exists: its options wait on the write.
     const written = pulumi.secret(host.ssh.privateKey).apply(key => { writePrivateFile(keyFile, key); return opts; });

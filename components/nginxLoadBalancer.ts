@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { HostConnection } from "./host";
 import { renderNginxConf, type NginxUpstreamNode } from "./render/nginxConf";
 import { shellQuote } from "./render/quote";
-import { writeFileScript } from "./render/scripts";
+import { whenContainerExists, writeFileScript } from "./render/scripts";
 
 const CONFIG_DIR = "/etc/nginx/gitlab-cluster";
 const HEALTH_PORT = 8081;
@@ -52,7 +52,7 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
             healthPort: HEALTH_PORT,
         });
         // A changed config is tested inside the running container before nginx reloads it.
-        const reload = `if docker inspect ${c} >/dev/null 2>&1; then docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"; fi`;
+        const reload = whenContainerExists(containerName, `docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"`);
         const files: pulumi.Resource[] = [];
         if (args.tls) {
             // A new certificate and key must both be in place before nginx -t sees them: write

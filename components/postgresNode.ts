@@ -7,7 +7,7 @@ import type { HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript } from "./render/firewall";
 import { renderGitlabRoleSql, renderPgHba } from "./render/postgres";
 import { shellQuote } from "./render/quote";
-import { writeFileScript } from "./render/scripts";
+import { whenContainerExists, writeFileScript } from "./render/scripts";
 
 /** UID of the `postgres` user in the official Debian-based image. */
 const POSTGRES_IMAGE_UID = "999:999";
@@ -51,7 +51,7 @@ export class PostgresNode extends pulumi.ComponentResource {
             create: writeFileScript({ path: `${args.dataRoot}/secrets/superuser-password`, mode: "0600", owner: POSTGRES_IMAGE_UID }),
             stdin: superuserPassword,
         }, { parent: this });
-        const reload = `if docker inspect ${shellQuote(containerName)} >/dev/null 2>&1; then docker exec -u postgres ${shellQuote(containerName)} psql -X -qAt -c 'SELECT pg_reload_conf()' >/dev/null && echo "reloaded pg_hba.conf"; fi`;
+        const reload = whenContainerExists(containerName, `docker exec -u postgres ${shellQuote(containerName)} psql -X -qAt -c 'SELECT pg_reload_conf()' >/dev/null && echo "reloaded pg_hba.conf"`);
         const hba = args.host.run(`${name}-hba`, {
             create: writeFileScript({ path: `${args.dataRoot}/conf/pg_hba.conf`, mode: "0644" }, reload),
             stdin: renderPgHba({ database: args.database, user: args.user, clientRanges: args.clientRanges }),

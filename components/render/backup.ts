@@ -149,9 +149,14 @@ cat ${BACKUP_KEY_PATH}.pub
 `;
 }
 
+/** The login user's home on the target (root, or /home/<user>). */
+function homeOf(user: string): string {
+    return user === "root" ? "/root" : `/home/${user}`;
+}
+
 /** On the target: install the authorized_keys line (from stdin), replacing an older one. */
 export function authorizeBackupKeyScript(user: string): string {
-    const home = user === "root" ? "/root" : `/home/${user}`;
+    const home = homeOf(user);
     return `#!/bin/sh
 set -eu
 line=$(cat)
@@ -173,7 +178,7 @@ fi
 
 /** On the target: remove the authorized_keys line; the copies stay. */
 export function unauthorizeBackupKeyScript(user: string): string {
-    const home = user === "root" ? "/root" : `/home/${user}`;
+    const home = homeOf(user);
     return `#!/bin/sh
 set -eu
 [ -f ${home}/.ssh/authorized_keys ] || exit 0

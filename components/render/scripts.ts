@@ -227,8 +227,12 @@ echo "shared secrets and host keys: $([ "$changed" = 1 ] && echo written || echo
 `;
 }
 
+/** Runs `command` only when the container exists (on a first deploy a file is written before its container). */
+export function whenContainerExists(container: string, command: string): string {
+    return `if docker inspect ${shellQuote(container)} >/dev/null 2>&1; then ${command}; fi`;
+}
+
 /** Restarts a container when it exists (used after a config file it reads at start changed). */
 export function restartIfRunningScript(container: string): string {
-    const c = shellQuote(container);
-    return `if docker inspect ${c} >/dev/null 2>&1; then docker restart ${c} >/dev/null && echo "restarted ${container}"; fi`;
+    return whenContainerExists(container, `docker restart ${shellQuote(container)} >/dev/null && echo "restarted ${container}"`);
 }

@@ -2,7 +2,7 @@
 // using the same key file and known_hosts file the program writes for the Docker provider.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as path from "node:path";
+import { sshFilePaths } from "../../components/host";
 import { shellQuote } from "../../components/render/quote";
 import type { HostRef, RunResult, Runner } from "./plan";
 
@@ -12,8 +12,7 @@ export class ShellRunner implements Runner {
     /** The argv that runs `script` on `host`. */
     argv(host: HostRef, script: string): string[] {
         if (host.ssh.local) return ["sh", "-c", script];
-        const key = path.join(this.sshFilesDir, `${host.name}.key`);
-        const knownHosts = path.join(this.sshFilesDir, `${host.name}.known_hosts`);
+        const { key, knownHosts } = sshFilePaths(this.sshFilesDir, host.name);
         const args = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-p", String(host.ssh.port)];
         if (fs.existsSync(key)) args.push("-i", key, "-o", "IdentitiesOnly=yes");
         // As for the Docker provider: a pinned key when the program wrote one, else trust on first use.
