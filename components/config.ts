@@ -281,6 +281,13 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
     if (families.size > 1) {
         problems.push(`${keyPath(["hosts"])}: mixes IPv4 and IPv6 addresses; give every host an address of one family (access rules and firewalls compare them)`);
     }
+    // A GitLab container on Docker's IPv4-only default bridge cannot reach its own host's IPv6 address.
+    for (const role of ["redis", "postgres"] as const) {
+        const host = cfg.roles[role];
+        if (cfg.roles.gitlab.includes(host) && cfg.hosts[host]?.address.includes(":")) {
+            problems.push(`${keyPath(["roles", role])}: "${host}" is also in ${keyPath(["roles", "gitlab"])} and has an IPv6 address: GitLab's container, on Docker's IPv4-only default bridge, cannot reach ${role} there; put ${role} on a host that runs no GitLab node, or give the hosts IPv4 addresses`);
+        }
+    }
     const byAddress = new Map<string, string>();
     for (const [name, h] of Object.entries(cfg.hosts)) {
         const other = byAddress.get(h.address);

@@ -4,7 +4,7 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
-import { installFirewallScript, removeFirewallScript } from "./render/firewall";
+import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
 import { renderGitlabRoleSql, renderPgHba } from "./render/postgres";
 import { shellQuote } from "./render/quote";
 import { whenContainerExists, writeFileScript } from "./render/scripts";
@@ -58,7 +58,10 @@ export class PostgresNode extends pulumi.ComponentResource {
         }, { parent: this });
         const beforeStart: pulumi.Resource[] = [superuserFile, hba];
         if (!args.host.config.local) {
-            const firewall = { service: "postgres", address: args.host.address, port: args.port, sources: args.clientRanges };
+            const firewall: FirewallInput = {
+                service: "postgres", address: args.host.address, port: args.port, containerPort: CONTAINER_PORT,
+                bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.clientRanges,
+            };
             beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));
         }
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));

@@ -43,7 +43,10 @@ export class RedisNode extends pulumi.ComponentResource {
             delete: `rm -f '${confDir}/redis.conf'`,
             stdin: this.password.apply(p => renderRedisConf(CONTAINER_PORT, p)),
         }, { parent: this });
-        const firewall: FirewallInput = { service: "redis", address: args.host.address, port: args.port, sources: args.allowedSources };
+        const firewall: FirewallInput = {
+            service: "redis", address: args.host.address, port: args.port, containerPort: CONTAINER_PORT,
+            bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.allowedSources,
+        };
         const beforeStart: pulumi.Resource[] = [config];
         if (!args.host.config.local) {
             beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));

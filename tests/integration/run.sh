@@ -47,7 +47,11 @@ EDGE=${CLUSTER_IP[edge1]} DATA=${CLUSTER_IP[data1]}
 NFS_SERVER_SHARE=(-v "$ITEST_SRV_ROOT/app1/srv:/run/itest-nfs-server/${CLUSTER_IP[app1]}/srv")
 NFS_CLIENT_CAPS=(--cap-add SYS_ADMIN --security-opt apparmor=unconfined)
 mkdir -p "$ITEST_SRV_ROOT/app1/srv"
-cluster_start_host data1 "$DATA" --cap-add NET_ADMIN || itest_die "start data1"
+# data1's firewall runs in its own namespace, where its services listen (INPUT). Docker's start on
+# a real data host leaves DOCKER-USER and FORWARD's jump to it; the firewall's install refuses a
+# host without them, so data1 starts with what Docker would have left.
+cluster_start_host data1 "$DATA" --cap-add NET_ADMIN \
+  -e ITEST_HOST_PRESTART='iptables -N DOCKER-USER && iptables -A FORWARD -j DOCKER-USER' || itest_die "start data1"
 cluster_start_host app1 "${CLUSTER_IP[app1]}" || itest_die "start app1"
 cluster_start_host app2 "${CLUSTER_IP[app2]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app2"
 cluster_start_host app3 "${CLUSTER_IP[app3]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app3"
@@ -115,13 +119,14 @@ chk_pg_gitlab_hosts() {
 check "2 postgres: gitlab user + extensions from app1..3 (scram)" chk_pg_gitlab_hosts
 chk_pg_refused() {
   local out
-  out=$({ pw gitlab-postgres-password; echo; echo 'SELECT 1;'; } | psql_as_gitlab edge1 2>&1) && { echo "edge1 got in: $out"; return 1; }
+  # edge1 is not a GitLab host: data1's firewall drops its packets before PostgreSQL sees them.
+  out=$({ pw gitlab-postgres-password; echo; } | on edge1 "IFS= read -r p; PGPASSWORD=\"\$p\" psql 'host=$DATA port=5432 dbname=gitlabhq_production user=gitlab sslmode=disable connect_timeout=3' -X -qAt -c 'SELECT 1'" 2>&1) && { echo "edge1 got in: $out"; return 1; }
   echo "edge1: $out"
-  [[ "$out" == *"no pg_hba.conf entry for host \"$EDGE\", user \"gitlab\", database \"gitlabhq_production\""* ]] || { echo "expected: no pg_hba.conf entry for host \"$EDGE\""; return 1; }
+  [[ "$out" == *"timeout expired"* ]] || { echo "expected a timeout (dropped by data1's firewall)"; return 1; }
   out=$({ pw gitlab-postgres-superuser-password; echo; } | on app1 "IFS= read -r p; PGPASSWORD=\"\$p\" psql 'host=$DATA user=postgres dbname=postgres sslmode=disable connect_timeout=10' -X -c 'SELECT 1'" 2>&1) && { echo "superuser got in over the network"; return 1; }
   echo "app1 as postgres: $out"; [[ "$out" == *"no pg_hba.conf entry"* ]]
 }
-check "2 postgres: refuses gitlab from edge1, superuser from anywhere" chk_pg_refused
+check "2 postgres: edge1 dropped by the firewall, superuser refused by pg_hba from app1" chk_pg_refused
 
 # 3. gitlab.rb's values against the real services -------------------------------------------------
 # Ruby run in the stand-in: loads the pushed /etc/gitlab/gitlab.rb (the stand-in's loader) and
@@ -157,15 +162,27 @@ chk_firewall() {
   echo "$out"
   local w
   for w in "-N DOCKER-USER" "-N GLC-REDIS" "-N GLC-POSTGRES"; do grep -q -- "^$w\$" <<<"$out" || { echo "missing: $w"; return 1; }; done
-  for w in "$DATA --ctorigdstport 6379 -j GLC-REDIS" "$DATA --ctorigdstport 5432 -j GLC-POSTGRES"; do
-    grep -q -- "^-A DOCKER-USER -p tcp -m conntrack --ctorigdst $w\$" <<<"$out" || { echo "missing jump: $w"; return 1; }
+  local port chain
+  for port in 6379 5432; do
+    chain=GLC-REDIS; [[ $port == 5432 ]] && chain=GLC-POSTGRES
+    for w in "-A DOCKER-USER -p tcp -m conntrack --ctorigdst $DATA --ctorigdstport $port --ctdir ORIGINAL -j $chain" \
+             "-A INPUT -d $DATA/32 -p tcp -m tcp --dport $port -m conntrack --ctdir ORIGINAL -j $chain"; do
+      grep -qxF -- "$w" <<<"$out" || { echo "missing jump: $w"; return 1; }
+    done
   done
   for h in app1 app2 app3; do
     grep -q -- "^-A GLC-REDIS -s ${CLUSTER_IP[$h]}/32 -j RETURN\$" <<<"$out" || { echo "GLC-REDIS does not admit $h"; return 1; }
   done
-  grep -q -- '^-A GLC-REDIS -j DROP$' <<<"$out" && grep -q -- '^-A GLC-POSTGRES -j DROP$' <<<"$out"
+  grep -q -- '^-A GLC-REDIS -j DROP$' <<<"$out" && grep -q -- '^-A GLC-POSTGRES -j DROP$' <<<"$out" || return 1
+  # Packets: the services listen in data1's namespace, so the INPUT jumps are what they cross.
+  for port in 6379 5432; do
+    on app3 "timeout 5 bash -c '</dev/tcp/$DATA/$port'" || { echo "app3 cannot connect to $DATA:$port"; return 1; }
+    if on edge1 "timeout 3 bash -c '</dev/tcp/$DATA/$port'"; then echo "edge1 connected to $DATA:$port"; return 1; fi
+    echo "$DATA:$port: app3 connects, edge1 times out"
+  done
+  on data1 'iptables -L GLC-REDIS -v -n -x' | awk '$3 == "DROP" && $1 > 0 {found=1} END {exit !found}' || { echo "GLC-REDIS dropped no packet"; return 1; }
 }
-check "4 firewall (data1, NET_ADMIN): DOCKER-USER jumps, GitLab hosts only" chk_firewall
+check "4 firewall (data1): GitLab hosts connect, edge1's packets dropped" chk_firewall
 
 # 5. NFS -----------------------------------------------------------------------------------------
 chk_nfs_export() {

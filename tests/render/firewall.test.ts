@@ -4,9 +4,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { installFirewallScript, removeFirewallScript, renderFirewallRules, renderFirewallScript, type FirewallInput } from "../../components/render/firewall";
+import { evaluate } from "../../scripts/evaluate";
+import { threeNodeConfig } from "../fixtures";
 import { shellcheck, shSyntax, tempDir } from "../support/readers";
 
-const redis: FirewallInput = { service: "redis", address: "10.0.0.21", port: 6379, sources: ["10.0.0.13/32", "10.0.0.11/32", "10.0.0.12/32"] };
+const redis: FirewallInput = { service: "redis", address: "10.0.0.21", port: 6379, containerPort: 6379, bridgeSubnet: "172.17.0.0/16", sources: ["10.0.0.13/32", "10.0.0.11/32", "10.0.0.12/32"] };
 
 /** Runs a script in a private network namespace (real iptables, nothing on this machine touched). */
 function inNetns(script: string): { status: number | null; stdout: string; stderr: string } {
@@ -15,6 +17,8 @@ function inNetns(script: string): { status: number | null; stdout: string; stder
 }
 
 const canUseNetns = inNetns("iptables -S >/dev/null").status === 0;
+/** What Docker leaves in a fresh network namespace: DOCKER-USER, and FORWARD jumping to it. */
+const DOCKER_STARTED = "iptables -N DOCKER-USER; iptables -A FORWARD -j DOCKER-USER";
 
 describe("host firewall for Redis and PostgreSQL", () => {
     it("lets the GitLab ranges return and drops the rest", () => {
@@ -37,6 +41,7 @@ describe("host firewall for Redis and PostgreSQL", () => {
         const apply = file("apply.sh", renderFirewallScript(redis));
         const remove = file("remove.sh", removeFirewallScript(redis));
         const r = inNetns(`set -e
+${DOCKER_STARTED}
 sh ${apply} >/dev/null; iptables -S > ${dir}/first
 sh ${apply} >/dev/null; iptables -S > ${dir}/second
 cmp ${dir}/first ${dir}/second && echo SAME
@@ -47,10 +52,13 @@ iptables -S`);
         assert.equal(r.status, 0, r.stderr);
         const [afterApply, afterRemove] = r.stdout.split("REMOVED\n");
         assert.match(afterApply!, /^SAME$/m);
-        assert.match(afterApply!, /^-A DOCKER-USER -p tcp -m conntrack --ctorigdst 10\.0\.0\.21 --ctorigdstport 6379 -j GLC-REDIS$/m);
+        // Reply packets carry the same original destination: only the ORIGINAL direction may jump.
+        assert.match(afterApply!, /^-A DOCKER-USER -p tcp -m conntrack --ctorigdst 10\.0\.0\.21 --ctorigdstport 6379 --ctdir ORIGINAL -j GLC-REDIS$/m);
+        assert.match(afterApply!, /^-A DOCKER-USER -d 172\.17\.0\.0\/16 -p tcp -m tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS$/m);
+        assert.match(afterApply!, /^-A INPUT -d 10\.0\.0\.21\/32 -p tcp -m tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS$/m);
         assert.match(afterApply!, /^-A GLC-REDIS -s 10\.0\.0\.11\/32 -j RETURN$/m);
         assert.match(afterApply!, /^-A GLC-REDIS -j DROP$/m);
-        assert.equal((afterApply!.match(/-j GLC-REDIS$/gm) ?? []).length, 1, "one jump, however often it runs");
+        assert.equal((afterApply!.match(/-j GLC-REDIS$/gm) ?? []).length, 3, "three jumps, however often it runs");
         assert.doesNotMatch(afterRemove!, /GLC-REDIS/);
     });
 
@@ -58,8 +66,25 @@ iptables -S`);
         const dir = tempDir("fw");
         fs.writeFileSync(path.join(dir, "a.sh"), renderFirewallScript(redis));
         fs.writeFileSync(path.join(dir, "b.sh"), renderFirewallScript({ ...redis, sources: ["10.0.0.14/32"] }));
-        const r = inNetns(`set -e\nsh ${dir}/a.sh >/dev/null\nsh ${dir}/b.sh >/dev/null\niptables -S GLC-REDIS`);
+        const r = inNetns(`set -e\n${DOCKER_STARTED}\nsh ${dir}/a.sh >/dev/null\nsh ${dir}/b.sh >/dev/null\niptables -S GLC-REDIS`);
         assert.equal(r.status, 0, r.stderr);
         assert.deepEqual(r.stdout.trim().split("\n"), ["-N GLC-REDIS", "-A GLC-REDIS -s 10.0.0.14/32 -j RETURN", "-A GLC-REDIS -j DROP"]);
+    });
+});
+
+describe("layouts the data-host firewall cannot serve", () => {
+    it("an IPv6 host that runs GitLab and Redis or PostgreSQL is refused with both keys named, not a crash", async () => {
+        const cfg = threeNodeConfig();
+        const v6: Record<string, string> = { app1: "fd00::11", app2: "fd00::12", app3: "fd00::13", data1: "fd00::21", edge1: "fd00::5" };
+        for (const [host, address] of Object.entries(v6)) cfg.hosts[host].address = address;
+        cfg.roles.gitlab = ["app1", "app2", "data1"];
+        await assert.rejects(evaluate(cfg), (e: Error & { problems?: string[] }) => {
+            assert.equal(e.name, "ConfigError", e.stack);
+            assert.ok(e.problems?.some(p => /roles\.redis: "data1" is also in gitlab-cluster:roles\.gitlab and has an IPv6 address/.test(p)), e.message);
+            assert.ok(e.problems?.some(p => /roles\.postgres: "data1"/.test(p)), e.message);
+            return true;
+        });
+        cfg.roles.gitlab = ["app1", "app2", "app3"];
+        await evaluate(cfg); // the same hosts with the data services on their own host are fine
     });
 });
