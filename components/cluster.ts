@@ -158,7 +158,7 @@ export class GitlabCluster extends pulumi.ComponentResource {
                 dataRoot: cfg.gitlab.dataRoot,
                 schedule: cfg.backup.schedule,
                 keepDays: cfg.backup.keepDays,
-                target: cfg.backup.target ? { host: connect(cfg.backup.target.host), path: cfg.backup.target.path } : undefined,
+                target: cfg.backup.target ? { ...cfg.backup.target, host: connect(cfg.backup.target.host) } : undefined,
                 startAfter: [nodes[index]!.ready],
             }, { parent: this });
         }

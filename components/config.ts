@@ -3,6 +3,7 @@
 // Pure: takes plain values, returns a typed ClusterConfig or throws ConfigError.
 import { isIP } from "node:net";
 import { z } from "zod";
+import { DEFAULT_MAX_ARCHIVE_GIB, DEFAULT_MIN_FREE_GIB } from "./render/backup";
 import { MANAGED_RAILS_KEYS } from "./render/gitlabRb";
 
 export const CONFIG_NAMESPACE = "gitlab-cluster";
@@ -160,8 +161,15 @@ const backupSchema = z.strictObject({
     node: hostName.optional(),
     schedule: z.string().refine(isCronSchedule, "must be a five-field cron schedule such as '0 3 * * *'").default("0 3 * * *"),
     keepDays: z.number().int().min(1).max(3650).default(7),
-    /** Optional off-host copy: a host of the inventory and an absolute path there. */
-    target: z.strictObject({ host: hostName, path: absolutePath }).optional(),
+    /**
+     * Optional off-host copy: a host of the inventory and an absolute path there; the receiver
+     * refuses an archive larger than maxArchiveGiB, or one that would leave less than minFreeGiB free.
+     */
+    target: z.strictObject({
+        host: hostName, path: absolutePath,
+        maxArchiveGiB: z.number().positive().max(1_000_000).default(DEFAULT_MAX_ARCHIVE_GIB),
+        minFreeGiB: z.number().min(0).max(1_000_000).default(DEFAULT_MIN_FREE_GIB),
+    }).optional(),
 });
 
 export const clusterConfigSchema = z.strictObject({

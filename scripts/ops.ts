@@ -8,7 +8,7 @@ import type { OpsInventory } from "../components/cluster";
 import { sshFilesDir } from "../components/host";
 import { shellQuote } from "../components/render/quote";
 import {
-    backupIdFromLog, backupNode, backupPlan, cacheClearPlan, checkRestoreVersion, execute, listBackupsScript, OpsError,
+    backupIdFromLog, backupNode, backupPlan, cacheClearPlan, checkRestoreVersion, etcBackupsDir, execute, listBackupsScript, OpsError,
     parseBackupId, parseBackupList, restorePlan, runningVersionScript, type HostRef, type Runner,
 } from "./ops/plan";
 import { ShellRunner } from "./ops/runner";
@@ -19,7 +19,9 @@ commands:
   status            each node's container state and /-/readiness, directly and through the balancer
   backup            run a backup now; prints its id and both archives' paths
   backups           list backups: id, GitLab version, size, date, whether the /etc/gitlab archive is there
-  restore <id>      GitLab's restore procedure on the backup node (stops the other nodes meanwhile)
+  restore <id>      GitLab's restore procedure on the backup node (stops the other nodes meanwhile);
+                    restores gitlab-secrets.json and the SSH host keys, never gitlab.rb. An off-host
+                    copy of the data archive goes into <dataRoot>/etc-backups beside the other one
   cache-clear       gitlab-rake cache:clear on the migration node
 
 options:
@@ -100,11 +102,11 @@ export async function main(argv: string[], runnerFor: (stack: string) => Runner 
         case "backup": {
             const outputs = await execute(backupPlan(inv), runner, log);
             const id = backupIdFromLog(outputs.get("backup") ?? "");
-            log(`backup id: ${id}\n  ${inv.backupsDir}/${id}_gitlab_backup.tar\n  ${inv.backupsDir}/${id}_gitlab_etc.tar\n  (on ${inv.backupNode})`);
+            log(`backup id: ${id}\n  ${inv.backupsDir}/${id}_gitlab_backup.tar\n  ${etcBackupsDir(inv)}/${id}_gitlab_etc.tar\n  (on ${inv.backupNode})`);
             return 0;
         }
         case "backups": {
-            const r = await runner.run(backupNode(inv), listBackupsScript(inv.backupsDir));
+            const r = await runner.run(backupNode(inv), listBackupsScript(inv.backupsDir, etcBackupsDir(inv)));
             if (r.code !== 0) throw new OpsError(`could not list ${inv.backupsDir} on ${inv.backupNode}: ${r.stderr.trim()}`, 1);
             const list = parseBackupList(r.stdout);
             log(list.length === 0 ? `no backups in ${inv.backupsDir} on ${inv.backupNode}` : table([

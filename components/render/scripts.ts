@@ -199,29 +199,85 @@ export const SHARED_IDENTITY_FILES = [
     "ssh_host_rsa_key", "ssh_host_rsa_key.pub",
 ];
 
-/** Prints the migration node's secrets file and SSH host keys as one base64 tar on stdout. */
+/**
+ * Prints the migration node's secrets file and SSH host keys as one base64 tar on stdout, and
+ * nothing else, ever: pulumi-command puts a failed command's stdout in its error text whatever
+ * `logging` says, so the bundle is built in a root-only temp directory and printed only once it
+ * is whole. Messages on stderr name files, never their content. A symlink is refused, not followed.
+ */
 export function readIdentityScript(configDir: string): string {
-    return `${HEADER}cd ${shellQuote(configDir)}
+    return `${HEADER}umask 077
+cd ${shellQuote(configDir)}
 for f in ${SHARED_IDENTITY_FILES.join(" ")}; do
+    [ ! -L "$f" ] || { echo "refused: $f in ${configDir} is a symlink" >&2; exit 1; }
     [ -f "$f" ] || { echo "$f is missing in ${configDir}: has the migration node finished its first reconfigure?" >&2; exit 1; }
 done
-tar -cf - ${SHARED_IDENTITY_FILES.join(" ")} | base64 | tr -d '\\n'
+bundle=$(mktemp -d)
+trap 'rm -rf "$bundle"' EXIT
+tar -cf "$bundle/identity.tar" -- ${SHARED_IDENTITY_FILES.join(" ")}
+base64 "$bundle/identity.tar" > "$bundle/identity.b64"
+tr -d '\\n' < "$bundle/identity.b64" > "$bundle/identity.txt"
+cat "$bundle/identity.txt"
 `;
 }
 
-/** Writes the shared identity (base64 tar on stdin) into a node's /etc/gitlab, mode 0600. */
-export function writeIdentityScript(configDir: string): string {
+export interface IdentitySource {
+    /** Read this tar file (a backup's /etc/gitlab archive; other members are ignored) instead of base64 on stdin. */
+    readonly archive: string;
+}
+
+/**
+ * Writes the shared identity (base64 tar on stdin, or a backup's /etc/gitlab archive) into a
+ * node's /etc/gitlab, mode 0600 (`*.pub` 0644); gitlab.rb is never taken from the bundle. The
+ * bundle is extracted as root's, into a fresh root-only directory, and refused unless every
+ * member named is a plain regular file: a symlink, hard link, device or directory is never
+ * followed, chmod-ed or moved into place. The destination directory must be root's, and a
+ * symlink there is refused.
+ */
+export function writeIdentityScript(configDir: string, source?: IdentitySource): string {
     const dir = shellQuote(configDir);
+    const files = SHARED_IDENTITY_FILES.join(" ");
+    const read = source === undefined
+        ? "base64 -d > \"$work/bundle.tar\""
+        : `archive=${shellQuote(source.archive)}
+{ [ -f "$archive" ] && [ ! -L "$archive" ]; } || refuse "$archive is not a regular file"
+cat < "$archive" > "$work/bundle.tar"`;
     return `${HEADER}umask 077
-mkdir -p ${dir}
-tmp=$(mktemp -d ${dir}/.identity.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-base64 -d | tar -xf - -C "$tmp"
+refuse() { echo "refused: $*" >&2; exit 1; }
+dir=${dir}
+[ ! -L "$dir" ] || refuse "$dir is a symlink"
+mkdir -p "$dir"
+# Root's, and writable by root only (group root may write, as Omnibus makes /etc/gitlab 0775):
+# else another user could swap the names this script writes.
+case "$(stat -c '%u:%g:%A' "$dir")" in
+    0:*:d???????w?) refuse "$dir is writable by everyone" ;;
+    0:0:d*|0:*:d????-????) ;;
+    *) refuse "$dir is not root's" ;;
+esac
+for f in ${files}; do
+    if [ -L "$dir/$f" ] || { [ -e "$dir/$f" ] && [ ! -f "$dir/$f" ]; }; then refuse "$dir/$f is not a regular file"; fi
+done
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+${read}
+tar -tf "$work/bundle.tar" > "$work/members"
+while IFS= read -r m; do
+    case "$m" in ${[...SHARED_IDENTITY_FILES, "gitlab.rb"].join("|")}) ;; *) refuse "unexpected member in the bundle: $m" ;; esac
+done < "$work/members"
+for f in ${files}; do grep -qxF "$f" "$work/members" || refuse "the bundle lacks $f"; done
+mkdir "$work/x"
+tar -xf "$work/bundle.tar" -C "$work/x" --no-same-owner --no-same-permissions -- ${files}
+[ -z "$(find "$work/x" -mindepth 1 \\( ! -type f -o -links +1 \\) -print)" ] || refuse "the bundle holds something other than plain files"
 changed=0
-for f in ${SHARED_IDENTITY_FILES.join(" ")}; do
-    [ -f "$tmp/$f" ] || { echo "identity bundle lacks $f" >&2; exit 1; }
-    case "$f" in *.pub) chmod 0644 "$tmp/$f" ;; *) chmod 0600 "$tmp/$f" ;; esac
-    if ! cmp -s "$tmp/$f" ${dir}/"$f"; then mv -f "$tmp/$f" ${dir}/"$f"; changed=1; fi
+for f in ${files}; do
+    case "$f" in *.pub) mode=0644 ;; *) mode=0600 ;; esac
+    if ! cmp -s "$work/x/$f" "$dir/$f" || [ "$(stat -c %a "$dir/$f")" != "\${mode#0}" ]; then
+        tmp=$(mktemp "$dir/.identity.XXXXXX")
+        cat < "$work/x/$f" > "$tmp"
+        chmod "$mode" "$tmp"
+        mv -fT "$tmp" "$dir/$f"
+        changed=1
+    fi
 done
 echo "shared secrets and host keys: $([ "$changed" = 1 ] && echo written || echo unchanged)"
 `;

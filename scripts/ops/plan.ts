@@ -1,7 +1,9 @@
 // Day-2 operations as plans of steps: each step runs one script on one host. Pure: the plans
 // are data, executed by execute() through a Runner (SSH, local shell, or a fake in tests).
 import type { OpsInventory } from "../../components/cluster";
-import { BACKUP_SCRIPT_PATH, ETC_ARCHIVE_SUFFIX, GITLAB_ARCHIVE_SUFFIX, renderBackupScript } from "../../components/render/backup";
+import {
+    BACKUP_SCRIPT_PATH, ETC_ARCHIVE_SUFFIX, etcBackupsDirOf, GITLAB_ARCHIVE_SUFFIX, handArchiveToGitScript, renderBackupScript,
+} from "../../components/render/backup";
 import { shellQuote } from "../../components/render/quote";
 import { readIdentityScript, waitForReadinessScript, writeIdentityScript } from "../../components/render/scripts";
 
@@ -66,10 +68,17 @@ export function backupNode(inv: OpsInventory) {
     return node(inv, inv.backupNode);
 }
 
+/** The backup node's root-only directory of /etc/gitlab archives (and of off-host copies put back for a restore). */
+export function etcBackupsDir(inv: OpsInventory): string {
+    return etcBackupsDirOf(backupNode(inv).dataRoot);
+}
+
 /** Runs the installed backup script, or the same script inline when no schedule installed it. */
 export function backupPlan(inv: OpsInventory, timeoutSeconds = 7200): Step[] {
     const n = backupNode(inv);
-    const inline = renderBackupScript({ container: n.container, backupsDir: inv.backupsDir, etcDir: `${n.dataRoot}/config`, keepDays: 3650 });
+    const inline = renderBackupScript({
+        container: n.container, backupsDir: inv.backupsDir, etcBackupsDir: etcBackupsDir(inv), etcDir: `${n.dataRoot}/config`, keepDays: 3650,
+    });
     return [{
         title: `backup on ${n.name} (${n.container})`,
         host: n,
@@ -88,13 +97,21 @@ export function backupIdFromLog(log: string): string {
 
 export interface ArchiveInfo { readonly id: string; readonly version: string; readonly bytes: number; readonly date: string; readonly etcArchive: boolean }
 
-export function listBackupsScript(dir: string): string {
-    return `cd ${shellQuote(dir)} 2>/dev/null || exit 0\nfor f in *${GITLAB_ARCHIVE_SUFFIX} *${ETC_ARCHIVE_SUFFIX}; do [ -f "$f" ] && stat -c '%n %s %Y' "$f"; done; true`;
+/**
+ * Lists GitLab's archives in the backups directory, and the /etc/gitlab archives (and data
+ * archives put back from off-host) in the root-only directory; symlinks are not archives.
+ */
+export function listBackupsScript(backupsDir: string, etcDir: string): string {
+    const list = (dir: string, patterns: string) =>
+        `(cd ${shellQuote(dir)} 2>/dev/null && for f in ${patterns}; do [ -f "$f" ] && [ ! -L "$f" ] && stat -c '%n %s %Y' "$f"; done)`;
+    return `${list(backupsDir, `*${GITLAB_ARCHIVE_SUFFIX}`)}\n${list(etcDir, `*${GITLAB_ARCHIVE_SUFFIX} *${ETC_ARCHIVE_SUFFIX}`)}\ntrue`;
 }
 
-/** Parses `name bytes mtime` lines into archives, newest first. */
+/** Parses `name bytes mtime` lines into archives, newest first (an archive listed twice counts once). */
 export function parseBackupList(text: string): ArchiveInfo[] {
-    const rows = text.split("\n").map(l => l.trim().split(" ")).filter(p => p.length === 3);
+    const seen = new Set<string>();
+    const rows = text.split("\n").map(l => l.trim().split(" ")).filter(p => p.length === 3)
+        .filter(([n]) => !seen.has(n!) && seen.add(n!));
     const etc = new Set(rows.filter(([n]) => n!.endsWith(ETC_ARCHIVE_SUFFIX)).map(([n]) => n!.slice(0, -ETC_ARCHIVE_SUFFIX.length)));
     return rows.filter(([n]) => n!.endsWith(GITLAB_ARCHIVE_SUFFIX)).map(([n, size, mtime]) => {
         const id = n!.slice(0, -GITLAB_ARCHIVE_SUFFIX.length);
@@ -106,32 +123,42 @@ export function parseBackupList(text: string): ArchiveInfo[] {
 
 /**
  * GitLab's documented restore, on the backup node, with the other nodes stopped:
- * /etc/gitlab first, reconfigure, stop puma and sidekiq, restore, restart, check; then the
- * other nodes get the restored secrets and start one by one.
+ * gitlab-secrets.json and the SSH host keys first (gitlab.rb stays the program's), reconfigure,
+ * stop puma and sidekiq, restore, restart, check; then the other nodes get the restored secrets
+ * and start one by one. The /etc/gitlab archive comes from the root-only directory; the data
+ * archive is handed to git without root writing or chowning anything git can redirect.
  */
 export function restorePlan(inv: OpsInventory, backupId: string, readinessTimeoutSeconds = 1200): Step[] {
     const id = parseBackupId(backupId).id;
     const n = backupNode(inv);
     const c = shellQuote(n.container);
     const others = inv.nodes.filter(x => x.name !== n.name);
-    const etcArchive = `${inv.backupsDir}/${id}${ETC_ARCHIVE_SUFFIX}`;
+    const etcDir = etcBackupsDir(inv);
+    const etcArchive = `${etcDir}/${id}${ETC_ARCHIVE_SUFFIX}`;
+    const dataName = `${id}${GITLAB_ARCHIVE_SUFFIX}`;
     const stoppedOthers = others.length ? `${others.map(o => o.name).join(", ")} stopped` : "no other nodes";
+    const regular = (p: string) => `{ [ -f ${shellQuote(p)} ] && [ ! -L ${shellQuote(p)} ]; }`;
     const steps: Step[] = [{
         title: `check both archives of ${id} exist on ${n.name}`,
         host: n,
-        script: `test -f ${shellQuote(`${inv.backupsDir}/${id}${GITLAB_ARCHIVE_SUFFIX}`)} || { echo "missing ${id}${GITLAB_ARCHIVE_SUFFIX} in ${inv.backupsDir}" >&2; exit 1; }
-test -f ${shellQuote(etcArchive)} || { echo "missing ${id}${ETC_ARCHIVE_SUFFIX}: without it the restore cannot decrypt secrets" >&2; exit 1; }
+        script: `${regular(`${inv.backupsDir}/${dataName}`)} || ${regular(`${etcDir}/${dataName}`)} || { echo "missing ${dataName} in ${inv.backupsDir} (or, put back from off-host, in ${etcDir})" >&2; exit 1; }
+${regular(etcArchive)} || { echo "missing ${id}${ETC_ARCHIVE_SUFFIX} in ${etcDir}: without it the restore cannot decrypt secrets" >&2; exit 1; }
 echo ok`,
         stateIfFailed: "nothing was changed",
+    }, {
+        title: `hand ${dataName} to git on ${n.name}`,
+        host: n,
+        script: handArchiveToGitScript({ container: n.container, id, etcBackupsDir: etcDir }),
+        stateIfFailed: `nothing was changed but, at most, git's copy of ${dataName} in ${inv.backupsDir}`,
     }];
     for (const o of others) {
         steps.push({ title: `stop ${o.name}`, host: o, script: `docker stop ${shellQuote(o.container)}`, stateIfFailed: `some other nodes may be stopped; start them with: docker start ${o.container}` });
     }
     steps.push(
         {
-            title: `restore /etc/gitlab (gitlab-secrets.json, gitlab.rb, SSH host keys) on ${n.name} and reconfigure`,
+            title: `restore gitlab-secrets.json and the SSH host keys on ${n.name} (gitlab.rb stays the program's) and reconfigure`,
             host: n,
-            script: `umask 077\ntar -xf ${shellQuote(etcArchive)} -C ${shellQuote(`${n.dataRoot}/config`)}\ndocker exec ${c} gitlab-ctl reconfigure`,
+            script: `${writeIdentityScript(`${n.dataRoot}/config`, { archive: etcArchive })}docker exec ${c} gitlab-ctl reconfigure\n`,
             stateIfFailed: `${stoppedOthers}; ${n.name} may have a partly restored /etc/gitlab`,
         },
         {
@@ -143,7 +170,7 @@ echo ok`,
         {
             title: `gitlab-backup restore BACKUP=${id} on ${n.name}`,
             host: n,
-            script: `docker exec ${c} chown git:git /var/opt/gitlab/backups/${id}${GITLAB_ARCHIVE_SUFFIX}\ndocker exec -e GITLAB_ASSUME_YES=1 ${c} gitlab-backup restore BACKUP=${id}`,
+            script: `docker exec -e GITLAB_ASSUME_YES=1 ${c} gitlab-backup restore BACKUP=${id}`,
             stateIfFailed: `${stoppedOthers}; puma and sidekiq stopped on ${n.name}; the database and repositories may be partly restored: run the restore again`,
         },
         {

@@ -332,7 +332,7 @@ chk_backup() {
   echo "$out"
   id=$(sed -n 's/^backup id: //p' <<<"$out")
   [[ "$id" =~ ^[0-9]+_[0-9]{4}_[0-9]{2}_[0-9]{2}_18\.4\.1-ce$ ]] || { echo "unexpected backup id '$id'"; return 1; }
-  on app1 "ls -l /srv/gitlab/data/backups/${id}_gitlab_backup.tar /srv/gitlab/data/backups/${id}_gitlab_etc.tar && tar -tf /srv/gitlab/data/backups/${id}_gitlab_backup.tar" || return 1
+  on app1 "ls -l /srv/gitlab/data/backups/${id}_gitlab_backup.tar /srv/gitlab/etc-backups/${id}_gitlab_etc.tar && tar -tf /srv/gitlab/data/backups/${id}_gitlab_backup.tar" || return 1
   out=$(ops backups 2>&1) || return 1
   echo "$out"; grep -q "^$id  18.4.1-ce .* yes\$" <<<"$out" || { echo "ops backups does not list $id with its /etc/gitlab archive"; return 1; }
   echo "$id" > "$ITEST_WORK/backup.id"

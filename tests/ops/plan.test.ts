@@ -1,16 +1,17 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import type { OpsInventory } from "../../components/cluster";
 import { main } from "../../scripts/ops";
 import {
-    checkRestoreVersion, execute, imageVersion, OpsError, parseBackupId, parseBackupList, restorePlan,
+    checkRestoreVersion, execute, imageVersion, listBackupsScript, OpsError, parseBackupId, parseBackupList, restorePlan,
     type HostRef, type RunResult, type Runner,
 } from "../../scripts/ops/plan";
 import { evaluate } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
-import { tempDir } from "../support/readers";
+import { shSyntax, tempDir } from "../support/readers";
 
 process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("keys");
 
@@ -52,9 +53,10 @@ describe("ops command", () => {
         const titles = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce").map(s => `${s.host.name}: ${s.title}`);
         assert.deepEqual(titles, [
             "app1: check both archives of 1700000000_2023_11_14_18.4.1-ce exist on app1",
+            "app1: hand 1700000000_2023_11_14_18.4.1-ce_gitlab_backup.tar to git on app1",
             "app2: stop app2",
             "app3: stop app3",
-            "app1: restore /etc/gitlab (gitlab-secrets.json, gitlab.rb, SSH host keys) on app1 and reconfigure",
+            "app1: restore gitlab-secrets.json and the SSH host keys on app1 (gitlab.rb stays the program's) and reconfigure",
             "app1: stop puma and sidekiq on app1",
             "app1: gitlab-backup restore BACKUP=1700000000_2023_11_14_18.4.1-ce on app1",
             "app1: restart app1 and wait for /-/readiness",
@@ -65,8 +67,15 @@ describe("ops command", () => {
             "app3: write the restored secrets and host keys on app3",
             "app3: start app3 and wait for /-/readiness",
         ]);
-        const restore = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce")[5]!;
-        assert.match(restore.script, /docker exec -e GITLAB_ASSUME_YES=1 gitlab-gitlab-app1 gitlab-backup restore BACKUP=1700000000_2023_11_14_18\.4\.1-ce/);
+        const plan = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce");
+        assert.equal(plan[6]!.script, "docker exec -e GITLAB_ASSUME_YES=1 gitlab-gitlab-app1 gitlab-backup restore BACKUP=1700000000_2023_11_14_18.4.1-ce");
+        assert.match(plan[0]!.script, /\/srv\/gitlab\/etc-backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_etc\.tar/, "the /etc/gitlab archive comes from the root-only directory");
+        assert.match(plan[4]!.script, /^archive='?\/srv\/gitlab\/etc-backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_etc\.tar'?$/m);
+        for (const step of plan) {
+            assert.ok(!/\bchown\b/.test(step.script), `${step.title}: root chowns nothing`);
+            assert.ok(!/tar -xf \S*_gitlab_etc\.tar -C/.test(step.script), `${step.title}: no tar straight into /etc/gitlab`);
+            assert.equal(shSyntax(step.script).status, 0, step.title);
+        }
     });
 
     it("stops at a failed step and says which, and the cluster's state", async () => {
@@ -75,15 +84,15 @@ describe("ops command", () => {
         await assert.rejects(execute(restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce"), runner, l => log.push(l)), (e: unknown) => {
             assert.ok(e instanceof OpsError);
             assert.equal(e.exitCode, 1);
-            assert.match(e.message, /^step 6 failed: gitlab-backup restore BACKUP=\S+ on app1 \(exit 5\)\ncluster state: app2, app3 stopped; puma and sidekiq stopped on app1/);
+            assert.match(e.message, /^step 7 failed: gitlab-backup restore BACKUP=\S+ on app1 \(exit 5\)\ncluster state: app2, app3 stopped; puma and sidekiq stopped on app1/);
             return true;
         });
-        assert.equal(runner.calls.length, 6, "nothing runs after the failed step");
+        assert.equal(runner.calls.length, 7, "nothing runs after the failed step");
         assert.ok(log.includes("    ! boom"));
     });
 
     it("hands the restored identity from the backup node to the others without printing it", async () => {
-        const runner = new FakeRunner([{ match: /tar -cf - gitlab-secrets\.json/, result: { stdout: "SECRETBUNDLE" } }]);
+        const runner = new FakeRunner([{ match: /tar -cf "\$bundle\/identity\.tar" -- gitlab-secrets\.json/, result: { stdout: "SECRETBUNDLE" } }]);
         const log: string[] = [];
         await execute(restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce"), runner, l => log.push(l));
         const writes = runner.calls.filter(c => /base64 -d/.test(c.script));
@@ -109,7 +118,7 @@ describe("ops command", () => {
         const runner = new FakeRunner([{ match: /gitlab-backup create/, result: { stdout: "2026-01-01T00:00:00Z backup 1700000000_2023_11_14_18.4.1-ce done\n" } }]);
         const log: string[] = [];
         assert.equal(await main(["backup", "--stack", "t", "--outputs", outputsFile], () => runner, l => log.push(l)), 0);
-        assert.match(log.join("\n"), /backup id: 1700000000_2023_11_14_18\.4\.1-ce\n {2}\/srv\/gitlab\/data\/backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_backup\.tar\n {2}\/srv\/gitlab\/data\/backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_etc\.tar/);
+        assert.match(log.join("\n"), /backup id: 1700000000_2023_11_14_18\.4\.1-ce\n {2}\/srv\/gitlab\/data\/backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_backup\.tar\n {2}\/srv\/gitlab\/etc-backups\/1700000000_2023_11_14_18\.4\.1-ce_gitlab_etc\.tar/);
     });
 
     it("backups lists id, version, size, date and the /etc/gitlab archive", async () => {
@@ -121,6 +130,23 @@ describe("ops command", () => {
         const log: string[] = [];
         await main(["backups", "--stack", "t", "--outputs", outputsFile], () => new FakeRunner([{ match: /stat -c/, result: { stdout: listing } }]), l => log.push(l));
         assert.match(log.join("\n"), /1600000000_2020_09_13_18\.3\.0-ce\s+18\.3\.0-ce\s+0\.0 MiB\s+2020-09-13T\S+\s+MISSING/);
+    });
+
+    it("backups looks for /etc/gitlab archives in the root-only directory only, and lists no symlink", () => {
+        const root = tempDir("ops-list");
+        const backups = path.join(root, "data", "backups");
+        const etc = path.join(root, "etc-backups");
+        fs.mkdirSync(backups, { recursive: true });
+        fs.mkdirSync(etc);
+        const id = "1700000000_2023_11_14_18.4.1-ce";
+        fs.writeFileSync(path.join(backups, `${id}_gitlab_backup.tar`), "data");
+        fs.writeFileSync(path.join(backups, `${id}_gitlab_etc.tar`), "left by an earlier version, or planted by git");
+        fs.symlinkSync("/etc/hostname", path.join(backups, "1800000000_2027_01_15_18.4.1-ce_gitlab_backup.tar"));
+        const listed = () => parseBackupList(spawnSync("sh", ["-c", listBackupsScript(backups, etc)], { encoding: "utf8" }).stdout);
+        assert.deepEqual(listed().map(a => [a.id, a.etcArchive]), [[id, false]]);
+        fs.writeFileSync(path.join(etc, `${id}_gitlab_etc.tar`), "etc");
+        fs.writeFileSync(path.join(etc, `${id}_gitlab_backup.tar`), "off-host copy put back");
+        assert.deepEqual(listed().map(a => [a.id, a.etcArchive]), [[id, true]]);
     });
 
     it("status shows each node and the balancer, and fails when one is not ready", async () => {

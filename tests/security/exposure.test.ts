@@ -106,7 +106,7 @@ describe("least exposure of the three-node cluster", () => {
         for (const node of ["app2", "app3"]) {
             const script = str(e.byName(`gitlab-gitlab-${node}-identity`), "create");
             assert.match(script, /^umask 077$/m);
-            assert.match(script, /case "\$f" in \*\.pub\) chmod 0644 "\$tmp\/\$f" ;; \*\) chmod 0600 "\$tmp\/\$f" ;; esac/);
+            assert.match(script, /case "\$f" in \*\.pub\) mode=0644 ;; \*\) mode=0600 ;; esac\n(.*\n){3}\s+chmod "\$mode" "\$tmp"\n/);
             assert.ok(e.byName(`gitlab-gitlab-${node}-identity`).secretInputs.includes("stdin"));
         }
         assert.ok(SHARED_IDENTITY_FILES.includes("gitlab-secrets.json"));
