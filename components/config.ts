@@ -1,7 +1,8 @@
 // Stack configuration: the schema of every `gitlab-cluster:*` key, its defaults, and the
 // cross-key rules (roles name known hosts, addresses are unique, keys are secret).
 // Pure: takes plain values, returns a typed ClusterConfig or throws ConfigError.
-import { isIP } from "node:net";
+import { BlockList, isIP } from "node:net";
+import { posix } from "node:path";
 import { z } from "zod";
 import { DEFAULT_MAX_ARCHIVE_GIB, DEFAULT_MIN_FREE_GIB } from "./render/backup";
 import { MANAGED_RAILS_KEYS } from "./render/gitlabRb";
@@ -13,30 +14,177 @@ export const GITLAB_NFS_MOUNT_OPTIONS = [
     "vers=4.1", "hard", "rsize=1048576", "wsize=1048576", "noatime", "nofail", "_netdev", "lookupcache=positive",
 ];
 
+/**
+ * Default images: the newest patch release of each line in Docker's official-images library
+ * (docker-library/official-images, library/{postgres,redis,nginx}, as of 2026-08-21).
+ * - Redis 7.2.16: 7.2.6 fixed CVE-2024-31449 (Lua bit library, RCE), 7.2.11 CVE-2025-49844 (Lua
+ *   use-after-free, RCE), later 7.2 releases further Lua and stream RCEs (official-images #20011, #22078).
+ * - PostgreSQL 16.15: 16.14 fixed eleven CVEs (2026-05-14 release); bookworm kept, because a
+ *   new glibc (trixie) changes collations under an existing data directory.
+ * - nginx 1.30.4 (stable): 1.27 gets no fixes; 1.30.1 fixed CVE-2026-42945 (rewrite module overflow).
+ */
+export const DEFAULT_IMAGES = {
+    postgres: "postgres:16.15-bookworm",
+    redis: "redis:7.2.16-bookworm",
+    loadBalancer: "nginx:1.30.4-trixie",
+} as const;
+
 const hostName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be a lower-case host name: letters, digits and '-'");
-const absolutePath = z.string().regex(/^\/[A-Za-z0-9._/-]*$/, "must be an absolute path of letters, digits, '.', '_', '-' and '/'")
-    .refine(p => !p.split("/").includes(".."), "must not contain '..'");
+
+/**
+ * Directories a data or config path must not be: the program creates them, chowns files in them
+ * and mounts them into containers (`loadBalancer.configRoot` whole, read-only, into nginx). The
+ * system's own directories, exactly, and the trees that are virtual, hold programs, or are Docker's.
+ */
+export const SYSTEM_DIRECTORIES: readonly string[] = [
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media", "/mnt", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/etc/ssh", "/etc/ssl", "/etc/systemd", "/root/.ssh",
+    "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/libexec", "/usr/local", "/usr/local/bin", "/usr/local/sbin", "/usr/sbin", "/usr/share",
+    "/var/backups", "/var/cache", "/var/lib", "/var/log", "/var/mail", "/var/spool", "/var/tmp",
+];
+export const SYSTEM_TREES: readonly string[] = ["/bin", "/boot", "/dev", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys",
+    "/usr/bin", "/usr/lib", "/usr/sbin", "/var/lib/docker", "/var/run"];
+
+/** `p` without `//`, `/./` or a trailing `/`. */
+const normalPath = (p: string) => posix.normalize(p).replace(/(.)\/+$/, "$1");
+
+/** The system directory `p` is, or lies in, if any. */
+export function systemDirectoryOf(p: string): string | undefined {
+    const normal = normalPath(p);
+    return SYSTEM_DIRECTORIES.find(d => d === normal) ?? SYSTEM_TREES.find(t => normal.startsWith(`${t}/`));
+}
+
+/** An absolute path of the program's own: `example` (the key's default) is offered as the fix. */
+const ownPath = (example: string) => z.string().regex(/^\/[A-Za-z0-9._/-]*$/, "must be an absolute path of letters, digits, '.', '_', '-' and '/'")
+    .refine(p => !p.split("/").includes(".."), "must not contain '..'")
+    .superRefine((p, ctx) => {
+        const system = p.startsWith("/") && !p.split("/").includes("..") ? systemDirectoryOf(p) : undefined;
+        if (system !== undefined) {
+            ctx.addIssue({ code: "custom", message: `is ${system === normalPath(p) ? "" : "inside "}the system directory ${system}: the program creates files there, chowns them and mounts the directory into containers; use a directory of its own such as ${example}` });
+        }
+    });
 const port = z.number().int().min(1).max(65535);
-const ipAddress = z.string().refine(a => isIP(a) !== 0, "must be an IPv4 or IPv6 address");
+
+// Node's BlockList parses every spelling of an address (`::0`, `0:0:0:0:0:0:0:0`, `::ffff:0.0.0.0`).
+const unspecifiedAddresses = new BlockList();
+unspecifiedAddresses.addAddress("0.0.0.0", "ipv4");
+unspecifiedAddresses.addAddress("::", "ipv6");
+const groupAddresses = new BlockList();
+groupAddresses.addSubnet("224.0.0.0", 4, "ipv4");
+groupAddresses.addAddress("255.255.255.255", "ipv4");
+groupAddresses.addSubnet("ff00::", 8, "ipv6");
+const familyOf = (a: string) => (isIP(a) === 6 ? "ipv6" : "ipv4");
+
+/** An IPv4 or IPv6 address, without an IPv6 zone ID (`fe80::1%eth0`: meaningful on one interface of one machine only). */
+const ipAddress = z.string().refine(a => isIP(a) !== 0, "must be an IPv4 or IPv6 address")
+    .refine(a => !a.includes("%"), "must not carry an IPv6 zone ID (%eth0): give an address that is not link-local, such as the host's unique-local or global address");
+/** A host's own address: not the unspecified address (every interface) nor a multicast or broadcast group. */
+const hostAddress = ipAddress
+    .refine(a => isIP(a) === 0 || a.includes("%") || !unspecifiedAddresses.check(a, familyOf(a)),
+        "is the unspecified address (0.0.0.0 or ::), which names no host: give the address the other hosts reach this host at, such as 10.0.0.11")
+    .refine(a => isIP(a) === 0 || a.includes("%") || !groupAddresses.check(a, familyOf(a)),
+        "is a multicast or broadcast address, which names no single host: give the host's own address");
+
+/** Widest range accepted as a host's Docker bridge: it is trusted in pg_hba.conf and the firewall, so it must be the bridge, not a network. */
+export const BRIDGE_MIN_PREFIX = { 4: 12, 6: 48 } as const;
 const cidr = z.string().refine(c => {
     const [addr, bits, ...rest] = c.split("/");
     const family = isIP(addr ?? "");
     const n = Number(bits);
-    return rest.length === 0 && family !== 0 && Number.isInteger(n) && n >= 0 && n <= (family === 4 ? 32 : 128);
-}, "must be an address range such as 172.17.0.0/16");
+    return rest.length === 0 && family !== 0 && bits !== "" && Number.isInteger(n) && n >= 0 && n <= (family === 4 ? 32 : 128) && !c.includes("%");
+}, "must be an address range such as 172.17.0.0/16").superRefine((c, ctx) => {
+    const [addr = "", bits = "", ...rest] = c.split("/");
+    const family = isIP(addr);
+    if ((family !== 4 && family !== 6) || rest.length > 0 || !/^\d+$/.test(bits) || addr.includes("%")) return; // refused above
+    const min = BRIDGE_MIN_PREFIX[family];
+    if (Number(bits) < min) {
+        ctx.addIssue({ code: "custom", message: `is wider than a Docker bridge (/${bits}): the range is trusted by PostgreSQL's pg_hba.conf and the data host's firewall; give the bridge's own subnet (\`docker network inspect bridge\`), /${min} or narrower` });
+    } else if (unspecifiedAddresses.check(addr, family === 6 ? "ipv6" : "ipv4")) {
+        ctx.addIssue({ code: "custom", message: "starts at the unspecified address (0.0.0.0 or ::): give the bridge's own subnet (`docker network inspect bridge`), such as 172.17.0.0/16" });
+    }
+});
 
-/** A Docker image reference pinned to a release tag or a digest: never `latest`, never untagged. */
-export const pinnedImage = z.string().refine(isPinnedImage,
-    "must name a pinned image: a release tag such as name:1.2.3 or a digest name@sha256:..., not 'latest' or no tag");
+/** A Docker image reference: `[registry[:port]/]repository[:tag][@sha256:<64 hex>]`. */
+export interface ImageRef {
+    readonly repository: string;
+    readonly tag?: string;
+    readonly digest?: string;
+}
+
+export function parseImageRef(image: string): ImageRef | undefined {
+    const component = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+    const m = new RegExp(`^((?:[A-Za-z0-9.-]+(?::\\d+)?/)?${component}(?:/${component})*)(?::([A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(sha256:[0-9a-f]{64}))?$`).exec(image);
+    if (!m) return undefined;
+    return { repository: m[1]!, ...(m[2] !== undefined ? { tag: m[2] } : {}), ...(m[3] !== undefined ? { digest: m[3] } : {}) };
+}
+
+/**
+ * How many version numbers a tag of this repository needs to name one release: Redis, nginx and
+ * GitLab number releases major.minor.patch (`redis:7.2` is a line that moves), PostgreSQL (10+)
+ * and everything else major.minor at least.
+ */
+export function releaseVersionParts(repository: string): number {
+    return /^(redis|valkey|nginx|gitlab-ce|gitlab-ee)$/.test(repository.slice(repository.lastIndexOf("/") + 1)) ? 3 : 2;
+}
+
+/**
+ * Why an image reference floats (moves to other content over time), or undefined when it is
+ * pinned: by a digest, or by a tag that starts with a full release version (`7.2.16-bookworm`,
+ * `16.15`, `v1.2.3`). `latest`, no tag, and release lines (`redis:7`, `postgres:16`,
+ * `redis:7.2`, `16-alpine`, `bookworm`, `alpine3.20`) float.
+ */
+export function imageFloats(image: string): string | undefined {
+    const ref = parseImageRef(image);
+    if (!ref) return "is not an image reference of the form name:tag or name@sha256:<64 hex>";
+    if (ref.digest !== undefined) return undefined;
+    if (ref.tag === undefined) return "has no tag, which means 'latest'";
+    if (ref.tag === "latest") return "is tagged 'latest'";
+    const parts = releaseVersionParts(ref.repository);
+    const version = /^v?(\d+(?:\.\d+)*)/.exec(ref.tag)?.[1];
+    if (version === undefined) return `is tagged '${ref.tag}', a name that moves to each new release`;
+    if (version.split(".").length < parts) return `is tagged '${ref.tag}', a release line that moves to each new ${parts === 3 ? "patch" : "minor"} release`;
+    return undefined;
+}
 
 export function isPinnedImage(image: string): boolean {
-    if (/@sha256:[0-9a-f]{64}$/.test(image)) return true;
-    const lastSlash = image.lastIndexOf("/");
-    const tagAt = image.indexOf(":", lastSlash + 1);
-    if (tagAt < 0) return false;
-    const tag = image.slice(tagAt + 1);
-    return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag) && tag !== "latest" && /\d/.test(tag);
+    return imageFloats(image) === undefined;
 }
+
+/** A Docker image reference pinned to one release (a full version tag) or a digest. */
+export const pinnedImage = z.string().superRefine((image, ctx) => {
+    const floats = imageFloats(image);
+    if (floats !== undefined) {
+        ctx.addIssue({ code: "custom", message: `must name a pinned image: it ${floats}; pin a full release tag (such as redis:7.2.16-bookworm or postgres:16.15-bookworm) or add a digest (name:tag@sha256:<64 hex>)` });
+    }
+});
+
+export interface GitlabRelease {
+    readonly major: number;
+    readonly minor: number;
+    readonly patch: number;
+    /** The Omnibus build: `0` of `18.4.1-ce.0`. */
+    readonly build: number;
+    /** The tag: `18.4.1-ce.0`. */
+    readonly text: string;
+}
+
+/**
+ * The GitLab release of an Omnibus image reference (`gitlab/gitlab-ce:18.4.1-ce.0`, also with
+ * `@sha256:...`), or undefined when its tag does not say (no tag, a digest only, another tag).
+ */
+export function gitlabRelease(image: string): GitlabRelease | undefined {
+    const tag = parseImageRef(image)?.tag;
+    const m = /^(\d+)\.(\d+)\.(\d+)(?:-(?:ce|ee)\.(\d+))?$/.exec(tag ?? "");
+    if (tag === undefined || !m) return undefined;
+    return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), build: Number(m[4] ?? 0), text: tag };
+}
+
+/** gitlab.image: pinned, and its tag names the release, which the PostgreSQL check, the promotion's downgrade check and restores read. */
+const gitlabImage = pinnedImage.superRefine((image, ctx) => {
+    if (isPinnedImage(image) && gitlabRelease(image) === undefined) {
+        ctx.addIssue({ code: "custom", message: "must carry GitLab's release tag, with or without a digest (gitlab/gitlab-ce:18.4.1-ce.0 or gitlab/gitlab-ce:18.4.1-ce.0@sha256:<64 hex>): the release is read from the tag to refuse downgrades and check the PostgreSQL version" });
+    }
+});
 
 const sshSettings = z.strictObject({
     /** Login user; it must be able to run `docker` and write the data paths (root, or in the docker group with sudo-free writes). */
@@ -53,7 +201,7 @@ const sshSettings = z.strictObject({
 export type SshSettings = z.infer<typeof sshSettings>;
 
 const hostSchema = z.strictObject({
-    address: ipAddress,
+    address: hostAddress,
     /** Commands run on the machine running Pulumi and Docker is its local socket: no SSH. */
     local: z.boolean().default(false),
     /** Run every host script through `sudo -n` (for a login user that is not root). */
@@ -61,6 +209,8 @@ const hostSchema = z.strictObject({
     ssh: sshSettings.optional(),
     /** The address range of Docker's default bridge on this host: co-located containers reach each other from it. */
     dockerBridgeSubnet: cidr.default("172.17.0.0/16"),
+    /** Labs only: reach this host without checking its SSH host key (a warning at every run names it). */
+    insecureSkipHostKeyCheck: z.boolean().default(false),
 });
 
 const rolesSchema = z.strictObject({
@@ -80,12 +230,12 @@ function isPlainUrlHost(u: string): boolean {
     return url.username === "" && url.password === "" && (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(url.hostname) || /^\[[0-9a-fA-F:.]+\]$/.test(url.hostname));
 }
 const gitlabSchema = z.strictObject({
-    image: pinnedImage,
+    image: gitlabImage,
     externalUrl: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
         .refine(u => !URL.canParse(u) || (new URL(u).pathname === "/" && !new URL(u).search), "must have no path or query (relative URLs are not supported)")
         .refine(isPlainUrlHost, "must name its host by DNS name or address, with no user or password in it"),
     /** Host directory holding config/, logs/ and data/ of the Omnibus container. */
-    dataRoot: absolutePath.default("/srv/gitlab"),
+    dataRoot: ownPath("/srv/gitlab").default("/srv/gitlab"),
     /** Fixed uid/gid of the `git` user on every node, as NFS requires. */
     gitUid: z.number().int().min(100).max(65000).default(998),
     gitGid: z.number().int().min(100).max(65000).default(998),
@@ -97,26 +247,39 @@ const gitlabSchema = z.strictObject({
     rails: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "must be a gitlab_rails key: lower-case letters, digits, '_'"), railsValue).default({}),
 });
 
+/** Role names PostgreSQL reserves, and pg_hba.conf keywords (`all` there would admit every role). */
+const RESERVED_ROLES = ["public", "none", "current_user", "session_user", "current_role", "all", "sameuser", "samerole", "samegroup", "replication"];
+const postgresRole = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a plain lower-case identifier")
+    .refine(u => u !== "postgres", "is PostgreSQL's superuser, whose password the program keeps apart (and the GitLab role is made NOSUPERUSER); name GitLab's own role, such as gitlab (the default)")
+    .refine(u => !u.startsWith("pg_"), "is in PostgreSQL's reserved pg_ namespace: CREATE ROLE refuses it and the server logs the statement, with the password; use another name, such as gitlab (the default)")
+    .refine(u => !RESERVED_ROLES.includes(u), `is reserved by PostgreSQL or pg_hba.conf (${RESERVED_ROLES.join(", ")}); use another name, such as gitlab (the default)`);
+/** pg_hba.conf keywords (`all` would open every database) and the templates every new database is copied from. */
+const RESERVED_DATABASES = ["all", "sameuser", "samerole", "samegroup", "replication", "template0", "template1"];
+
 const postgresSchema = z.strictObject({
-    image: pinnedImage.default("postgres:16.8-bookworm"),
+    image: pinnedImage.default(DEFAULT_IMAGES.postgres),
     port: port.default(5432),
-    database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a plain lower-case identifier").default("gitlabhq_production"),
-    user: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a plain lower-case identifier").default("gitlab"),
-    dataRoot: absolutePath.default("/srv/gitlab-cluster/postgres"),
+    database: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a plain lower-case identifier")
+        .refine(d => !RESERVED_DATABASES.includes(d), `is a pg_hba.conf keyword or a template database (${RESERVED_DATABASES.join(", ")}); use another name, such as gitlabhq_production (the default)`)
+        .default("gitlabhq_production"),
+    user: postgresRole.default("gitlab"),
+    dataRoot: ownPath("/srv/gitlab-cluster/postgres").default("/srv/gitlab-cluster/postgres"),
 });
 
 const redisSchema = z.strictObject({
-    image: pinnedImage.default("redis:7.2.5-bookworm"),
+    image: pinnedImage.default(DEFAULT_IMAGES.redis),
     port: port.default(6379),
-    dataRoot: absolutePath.default("/srv/gitlab-cluster/redis"),
+    dataRoot: ownPath("/srv/gitlab-cluster/redis").default("/srv/gitlab-cluster/redis"),
 });
 
 const nfsSchema = z.strictObject({
     /** Exported on the NFS server and mounted at the same path on every other GitLab host. */
-    path: absolutePath.default("/srv/gitlab-nfs"),
+    path: ownPath("/srv/gitlab-nfs").default("/srv/gitlab-nfs"),
     mountOptions: z.array(z.string().regex(/^[a-z0-9_]+(=[A-Za-z0-9._-]+)?$/, "must be a mount option such as hard or rsize=1048576"))
-        .default(GITLAB_NFS_MOUNT_OPTIONS)
-        .refine(o => !o.includes("soft") && !o.includes("nocto"), "must not contain 'soft' or 'nocto' (GitLab forbids them)"),
+        .default([...GITLAB_NFS_MOUNT_OPTIONS, "nosuid", "nodev"])
+        .refine(o => !o.includes("soft") && !o.includes("nocto"), "must not contain 'soft' or 'nocto' (GitLab forbids them)")
+        .refine(o => o.includes("nosuid") && o.includes("nodev") && !o.some(x => x === "suid" || x === "dev" || x === "defaults"),
+            "must contain 'nosuid' and 'nodev', and not 'suid', 'dev' or 'defaults' (a setuid program or device planted on the share by one GitLab container must not work on another node)"),
 });
 
 const tlsSchema = z.strictObject({
@@ -127,14 +290,14 @@ const tlsSchema = z.strictObject({
 });
 
 const loadBalancerSchema = z.strictObject({
-    image: pinnedImage.default("nginx:1.27.4-bookworm"),
+    image: pinnedImage.default(DEFAULT_IMAGES.loadBalancer),
     /** Address the balancer's ports are published on. */
     listenAddress: ipAddress.default("0.0.0.0"),
     httpPort: port.default(80),
     httpsPort: port.default(443),
     /** Git over SSH, forwarded as TCP to the nodes' nodeSshPort; also gitlab_shell_ssh_port. */
     sshPort: port.default(2222),
-    configRoot: absolutePath.default("/srv/gitlab-cluster/nginx"),
+    configRoot: ownPath("/srv/gitlab-cluster/nginx").default("/srv/gitlab-cluster/nginx"),
     tls: tlsSchema.optional(),
     proxyReadTimeoutSeconds: z.number().int().min(1).max(86400).default(3600),
     proxyConnectTimeoutSeconds: z.number().int().min(1).max(3600).default(300),
@@ -166,7 +329,7 @@ const backupSchema = z.strictObject({
      * refuses an archive larger than maxArchiveGiB, or one that would leave less than minFreeGiB free.
      */
     target: z.strictObject({
-        host: hostName, path: absolutePath,
+        host: hostName, path: ownPath("/srv/gitlab-backups"),
         maxArchiveGiB: z.number().positive().max(1_000_000).default(DEFAULT_MAX_ARCHIVE_GIB),
         minFreeGiB: z.number().min(0).max(1_000_000).default(DEFAULT_MIN_FREE_GIB),
     }).optional(),
@@ -194,6 +357,8 @@ export interface HostConfig {
     readonly local: boolean;
     readonly sudo: boolean;
     readonly dockerBridgeSubnet: string;
+    /** Set only by `hosts.<name>.insecureSkipHostKeyCheck` (labs); otherwise a remote host has `ssh.hostKey`. */
+    readonly insecureSkipHostKeyCheck: boolean;
     readonly ssh: { readonly user: string; readonly port: number; readonly privateKey?: string; readonly useAgent: boolean; readonly hostKey?: string };
 }
 
@@ -214,8 +379,35 @@ export function keyPath(path: readonly PropertyKey[]): string {
     return out;
 }
 
-function describe(value: unknown): string {
+/** gitlab.rails settings whose names say they hold a secret (smtp_password, ..._token, otp_key_base). */
+const SECRET_RAILS_KEY = /password|passwd|secret|token|private_key|key_base|api_key|access_key/i;
+
+/** The keys that hold secrets, as key paths (a RegExp matches any key it accepts): stored encrypted, never echoed. */
+export const SECRET_KEY_PATHS: readonly (readonly (string | RegExp)[])[] = [
+    ["ssh", "privateKey"],
+    ["hosts", /^/, "ssh", "privateKey"],
+    ["loadBalancer", "tls", "privateKey"],
+    ["gitlab", "rails", SECRET_RAILS_KEY],
+];
+
+const keyMatches = (segment: string | RegExp, key: PropertyKey) => (typeof segment === "string" ? segment === String(key) : segment.test(String(key)));
+
+/** Whether `path` is a secret key, or lies inside one. */
+export function isSecretKeyPath(path: readonly PropertyKey[]): boolean {
+    return SECRET_KEY_PATHS.some(p => path.length >= p.length && p.every((segment, i) => keyMatches(segment, path[i]!)));
+}
+
+/** Whether the value at `path` may contain a secret key (`ssh`, `hosts.app1`, `loadBalancer.tls`, ...). */
+function mayHoldSecret(path: readonly PropertyKey[]): boolean {
+    return SECRET_KEY_PATHS.some(p => path.length < p.length && path.every((key, i) => keyMatches(p[i]!, key)));
+}
+
+/** A value for an error message: `[secret]` for a secret key's value, only the shape of a value that may hold one. */
+function describe(value: unknown, path: readonly PropertyKey[] = []): string {
     if (value === undefined) return "nothing";
+    if (isSecretKeyPath(path)) return "[secret]";
+    if (mayHoldSecret(path) && value !== null && typeof value === "object") return Array.isArray(value) ? `a list of ${value.length}` : "an object";
+    if (mayHoldSecret(path) && typeof value === "string") return "[secret]";
     const text = JSON.stringify(value);
     return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
@@ -227,8 +419,36 @@ function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 export interface SecretFlags {
-    /** Whether a top-level config key (e.g. "ssh", "hosts") is stored as a secret in the stack. */
-    readonly isSecret: (key: string) => boolean;
+    /**
+     * Whether the value at a key path (`ssh.privateKey`, `hosts.app2.ssh.privateKey`, without the
+     * namespace) is stored encrypted in the stack. The engine tells a program only which top-level
+     * keys hold an encrypted value (see loadClusterConfig); a stack file tells each leaf (secretLeaves).
+     */
+    readonly isSecret: (keyPath: string) => boolean;
+}
+
+/** The key paths of a stack file's `gitlab-cluster:*` values that are encrypted (`{ secure: ... }`), unprefixed. */
+export function secretLeaves(stackConfig: Readonly<Record<string, unknown>>): string[] {
+    const leaves: string[] = [];
+    const walk = (value: unknown, at: string) => {
+        if (value === null || typeof value !== "object") return;
+        const obj = value as Record<string, unknown>;
+        if (!Array.isArray(value) && Object.keys(obj).length === 1 && typeof obj.secure === "string") {
+            leaves.push(at);
+            return;
+        }
+        for (const [k, v] of Object.entries(obj)) walk(v, Array.isArray(value) ? `${at}[${k}]` : `${at}.${k}`);
+    };
+    for (const [key, value] of Object.entries(stackConfig)) {
+        if (key.startsWith(`${CONFIG_NAMESPACE}:`)) walk(value, key.slice(CONFIG_NAMESPACE.length + 1));
+        else if (!key.includes(":")) walk(value, key); // already unprefixed; other namespaces are not ours
+    }
+    return leaves;
+}
+
+/** Secret flags from a stack file's encrypted leaves: a key path is secret when it or a key above it is encrypted. */
+export function secretFlagsOf(leaves: readonly string[]): SecretFlags {
+    return { isSecret: keyPath => leaves.some(l => keyPath === l || keyPath.startsWith(`${l}.`)) };
 }
 
 /**
@@ -245,10 +465,24 @@ export function parseClusterConfig(raw: Record<string, unknown>, secrets: Secret
             }
             const value = valueAt(raw, issue.path);
             const msg = value === undefined && issue.code === "invalid_type" ? "is required" : issue.message;
-            return value === undefined ? `${at}: ${msg}` : `${at}: ${msg} (got ${describe(value)})`;
+            return value === undefined ? `${at}: ${msg}` : `${at}: ${msg} (got ${describe(value, issue.path)})`;
         }));
     }
     return checkCrossKeyRules(result.data, secrets);
+}
+
+/** The secret keys a configuration sets, each with the command that stores it encrypted. */
+function secretKeysSet(cfg: ParsedConfig): { path: string[]; fix: string }[] {
+    const set: { path: string[]; fix: string }[] = [];
+    if (cfg.ssh.privateKey !== undefined) set.push({ path: ["ssh", "privateKey"], fix: "pulumi config set --secret --path ssh.privateKey < key" });
+    for (const [name, h] of Object.entries(cfg.hosts)) {
+        if (h.ssh?.privateKey !== undefined) set.push({ path: ["hosts", name, "ssh", "privateKey"], fix: `pulumi config set --secret --path 'hosts.${name}.ssh.privateKey' < key` });
+    }
+    if (cfg.loadBalancer.tls !== undefined) set.push({ path: ["loadBalancer", "tls", "privateKey"], fix: "pulumi config set --secret --path loadBalancer.tls.privateKey < key.pem" });
+    for (const key of Object.keys(cfg.gitlab.rails)) {
+        if (isSecretKeyPath(["gitlab", "rails", key])) set.push({ path: ["gitlab", "rails", key], fix: `pulumi config set --secret --path 'gitlab.rails.${key}'` });
+    }
+    return set;
 }
 
 function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterConfig {
@@ -306,8 +540,14 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
     const resolved: Record<string, HostConfig> = {};
     for (const [name, h] of Object.entries(cfg.hosts)) {
         const ssh = { ...cfg.ssh, ...h.ssh };
-        if (h.ssh?.privateKey !== undefined && !secrets.isSecret("hosts")) {
-            problems.push(`${keyPath(["hosts", name, "ssh", "privateKey"])}: is stored in plain text; set it with \`pulumi config set --secret --path 'hosts.${name}.ssh.privateKey'\``);
+        const sshPort = ssh.port ?? 22;
+        if (!h.local && ssh.hostKey === undefined && !h.insecureSkipHostKeyCheck) {
+            problems.push(`${keyPath(["hosts", name, "ssh", "hostKey"])}: is required for a host reached over SSH: without it the deploy connection trusts whatever answers at ${h.address}. ` +
+                `Pin it with: pulumi config set --path 'hosts.${name}.ssh.hostKey' "$(ssh-keyscan -t ed25519 -p ${sshPort} ${h.address} | cut -d' ' -f2-)" ` +
+                `(compare the key with the host's console), or, for a lab only, set ${keyPath(["hosts", name, "insecureSkipHostKeyCheck"])}: true`);
+        }
+        if (h.insecureSkipHostKeyCheck && (h.local || ssh.hostKey !== undefined)) {
+            problems.push(`${keyPath(["hosts", name, "insecureSkipHostKeyCheck"])}: ${h.local ? "has no effect on a local host (no SSH)" : "is set together with ssh.hostKey, which is then checked anyway"}; remove it`);
         }
         if (!h.local && ssh.privateKey === undefined && ssh.useAgent !== true) {
             problems.push(`${keyPath(["hosts", name])}: has no SSH key: set ${keyPath(["ssh", "privateKey"])} (a secret), hosts.${name}.ssh.privateKey, or ssh.useAgent: true`);
@@ -316,22 +556,21 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
             problems.push(`${keyPath(["hosts", name, "ssh"])}: sets both privateKey and useAgent; choose one so both connections use the same key`);
         }
         resolved[name] = {
-            name, address: h.address, local: h.local, sudo: h.sudo, dockerBridgeSubnet: h.dockerBridgeSubnet,
-            ssh: { user: ssh.user ?? "root", port: ssh.port ?? 22, privateKey: ssh.privateKey, useAgent: ssh.useAgent ?? false, hostKey: ssh.hostKey },
+            name, address: h.address, local: h.local, sudo: h.sudo, dockerBridgeSubnet: h.dockerBridgeSubnet, insecureSkipHostKeyCheck: h.insecureSkipHostKeyCheck,
+            ssh: { user: ssh.user ?? "root", port: sshPort, privateKey: ssh.privateKey, useAgent: ssh.useAgent ?? false, hostKey: ssh.hostKey },
         };
     }
-    if (cfg.ssh.privateKey !== undefined && !secrets.isSecret("ssh")) {
-        problems.push(`${keyPath(["ssh", "privateKey"])}: is stored in plain text; set it with \`pulumi config set --secret --path ssh.privateKey < key\``);
-    }
-    if (cfg.loadBalancer.tls !== undefined && !secrets.isSecret("loadBalancer")) {
-        problems.push(`${keyPath(["loadBalancer", "tls", "privateKey"])}: is stored in plain text; set it with \`pulumi config set --secret --path loadBalancer.tls.privateKey < key.pem\``);
+    // Each secret key on its own: a stack may hold one host's key encrypted and another's in plain text.
+    for (const { path, fix } of secretKeysSet(cfg)) {
+        if (!secrets.isSecret(path.join("."))) problems.push(`${keyPath(path)}: is stored in plain text; set it with \`${fix}\``);
     }
     const https = new URL(cfg.gitlab.externalUrl).protocol === "https:";
     if (https && cfg.loadBalancer.tls === undefined) {
         problems.push(`${keyPath(["loadBalancer", "tls"])}: is required because ${keyPath(["gitlab", "externalUrl"])} is https (TLS ends at the balancer)`);
     }
-    const pgMajor = Number(/:(\d+)/.exec(cfg.postgres.image.slice(cfg.postgres.image.lastIndexOf("/") + 1))?.[1]);
-    const gitlabMajor = Number(/:(\d+)\./.exec(cfg.gitlab.image.slice(cfg.gitlab.image.lastIndexOf("/") + 1))?.[1]);
+    // A digest-only PostgreSQL image says no version: then this check cannot run (gitlab.image always has its tag).
+    const pgMajor = Number(/^(\d+)/.exec(parseImageRef(cfg.postgres.image)?.tag ?? "")?.[1]);
+    const gitlabMajor = gitlabRelease(cfg.gitlab.image)?.major ?? Number.NaN;
     const minPg = gitlabMajor >= 18 ? 16 : gitlabMajor >= 17 ? 14 : 0;
     if (Number.isFinite(pgMajor) && Number.isFinite(gitlabMajor) && pgMajor < minPg) {
         problems.push(`${keyPath(["postgres", "image"])}: PostgreSQL ${pgMajor} is too old for GitLab ${gitlabMajor} (needs ${minPg} or newer)`);
@@ -363,14 +602,18 @@ export function readFlatConfig(flat: Readonly<Record<string, string>>): Record<s
         try {
             raw[key] = JSON.parse(text);
         } catch {
-            problems.push(`${fullKey}: must be an object (got ${describe(text)})`);
+            problems.push(`${fullKey}: must be a map of settings (got ${describe(text, [key])}); write it as a YAML map in the stack file, or set each setting with pulumi config set --path '${key}.<setting>'`);
         }
     }
     if (problems.length > 0) throw new ConfigError(problems);
     return raw;
 }
 
-/** Reads and validates the stack's configuration. */
+/**
+ * Reads and validates the stack's configuration. `isSecretKey` answers for a top-level key
+ * (`gitlab-cluster:ssh`), which is all the engine tells a program: a key path counts as secret when
+ * its top-level key holds an encrypted value. Stack files are checked leaf by leaf (secretLeaves).
+ */
 export function loadClusterConfig(flat: Readonly<Record<string, string>>, isSecretKey: (fullKey: string) => boolean): ClusterConfig {
-    return parseClusterConfig(readFlatConfig(flat), { isSecret: key => isSecretKey(`${CONFIG_NAMESPACE}:${key}`) });
+    return parseClusterConfig(readFlatConfig(flat), { isSecret: path => isSecretKey(`${CONFIG_NAMESPACE}:${path.split(".")[0]}`) });
 }

@@ -3,11 +3,13 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { HostConfig } from "./config";
 import { shellQuote } from "./render/quote";
+import { SSH_KEY_FILE_ENV, sshKeyFileCreateScript, sshKeyFileDeleteScript } from "./render/sshKeyFile";
 
 /** What a remote or local command runs. Scripts are POSIX sh; secrets go in `stdin` only. */
 export interface HostCommandArgs {
@@ -45,10 +47,52 @@ export function knownHostsLine(host: HostConfig): string {
     return `${name} ${host.ssh.hostKey.split(" ").slice(0, 2).join(" ")}\n`;
 }
 
-function writePrivateFile(file: string, content: string): void {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(file, content.endsWith("\n") ? content : `${content}\n`, { mode: 0o600 });
-    fs.chmodSync(file, 0o600);
+/**
+ * Writes a file that only this user may read (an SSH key, a known_hosts file). Its directory is
+ * made 0700 even when it exists with another mode; another user's directory, and a symlink,
+ * non-file or another user's file at the path, are refused rather than followed or taken over.
+ * The content goes to a new 0600 file (O_EXCL|O_NOFOLLOW) renamed over the path, so nothing is
+ * written through a link planted meanwhile and no reader sees half a key.
+ */
+export function writePrivateFile(file: string, content: string): void {
+    const dir = path.dirname(file);
+    const uid = process.getuid?.();
+    const refuse = (why: string) => new Error(`refusing to write ${file}: ${why}`);
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const dirStat = fs.statSync(dir);
+    if (!dirStat.isDirectory()) throw refuse(`${dir} is not a directory`);
+    if (uid !== undefined && dirStat.uid !== uid) throw refuse(`the directory ${dir} belongs to uid ${dirStat.uid}, not to this user (uid ${uid})`);
+    if ((dirStat.mode & 0o7777) !== 0o700) fs.chmodSync(dir, 0o700);
+    let existing: fs.Stats | undefined;
+    try {
+        existing = fs.lstatSync(file);
+    } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    if (existing?.isSymbolicLink()) throw refuse(`it is a symbolic link (to ${fs.readlinkSync(file)}); remove it if it is yours`);
+    if (existing !== undefined && !existing.isFile()) throw refuse("it exists and is not a regular file");
+    if (existing !== undefined && uid !== undefined && existing.uid !== uid) throw refuse(`it belongs to uid ${existing.uid}, not to this user (uid ${uid})`);
+    const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
+    const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    try {
+        fs.writeFileSync(fd, content.endsWith("\n") ? content : `${content}\n`);
+        fs.fchmodSync(fd, 0o600);
+    } catch (err) {
+        fs.closeSync(fd);
+        fs.rmSync(tmp, { force: true });
+        throw err;
+    }
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+}
+
+/** writePrivateFile, with the host named in any refusal. */
+function writeHostFile(host: HostConfig, file: string, content: string): void {
+    try {
+        writePrivateFile(file, content);
+    } catch (err) {
+        throw new Error(`host "${host.name}": ${err instanceof Error ? err.message : String(err)}`);
+    }
 }
 
 /** Docker provider arguments for a host; writes the key and known_hosts files the ssh client needs. */
@@ -58,7 +102,7 @@ export function dockerProviderArgs(host: HostConfig, filesDir: string): docker.P
     const opts: string[] = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"];
     if (host.ssh.hostKey !== undefined) {
         const { knownHosts } = sshFilePaths(filesDir, host.name);
-        writePrivateFile(knownHosts, knownHostsLine(host));
+        writeHostFile(host, knownHosts, knownHostsLine(host));
         opts.push("-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`);
     } else {
         opts.push("-o", "StrictHostKeyChecking=accept-new");
@@ -68,7 +112,7 @@ export function dockerProviderArgs(host: HostConfig, filesDir: string): docker.P
     const keyFile = sshFilePaths(filesDir, host.name).key;
     opts.push("-i", keyFile, "-o", "IdentitiesOnly=yes");
     // The provider connects only after the key file exists: its options wait on the write.
-    const written = pulumi.secret(host.ssh.privateKey).apply(key => { writePrivateFile(keyFile, key); return opts; });
+    const written = pulumi.secret(host.ssh.privateKey).apply(key => { writeHostFile(host, keyFile, key); return opts; });
     return { ...args, sshOpts: pulumi.unsecret(written) };
 }
 
@@ -92,10 +136,29 @@ export class HostConnection {
 
     constructor(readonly config: HostConfig, parent: pulumi.Resource, clusterName: string, filesDir: string) {
         if (!config.local && config.ssh.hostKey === undefined) {
-            pulumi.log.warn(`host "${config.name}" (${config.address}) has no ssh.hostKey: its SSH host key is not verified. ` +
+            pulumi.log.warn(`host "${config.name}" (${config.address}) has no ssh.hostKey: its SSH host key is not verified (hosts.${config.name}.insecureSkipHostKeyCheck is set; for labs only). ` +
                 `Pin it with: pulumi config set --path 'hosts.${config.name}.ssh.hostKey' "$(ssh-keyscan -t ed25519 ${config.address} | cut -d' ' -f2-)"`, parent);
         }
-        this.provider = new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir), { parent });
+        // The key file is written by the program (the provider needs it in a preview too); this
+        // command removes it when the stack, the host or its key goes. The provider depends on it,
+        // so a destroy deletes every resource of the host, then the provider, then the file.
+        // The path travels in the environment: no secret, and the same script on every machine.
+        let keyFileOwner: command.local.Command | undefined;
+        if (!config.local && config.ssh.privateKey !== undefined) {
+            const keyFile = sshFilePaths(filesDir, config.name).key;
+            keyFileOwner = new command.local.Command(`${clusterName}-${config.name}-ssh-key`, {
+                create: sshKeyFileCreateScript(),
+                delete: sshKeyFileDeleteScript(),
+                environment: { [SSH_KEY_FILE_ENV]: keyFile },
+                // A moved key file (another GITLAB_CLUSTER_KEY_DIR) replaces the command, whose old
+                // delete step then removes the file from its old place.
+                triggers: [keyFile],
+                interpreter: ["/bin/sh", "-c"],
+                addPreviousOutputInEnv: false,
+            }, { parent });
+        }
+        this.provider = new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir),
+            { parent, dependsOn: keyFileOwner === undefined ? [] : [keyFileOwner] });
     }
 
     get name(): string { return this.config.name; }

@@ -56,7 +56,11 @@ export class NfsMount extends pulumi.ComponentResource {
     constructor(name: string, args: NfsMountArgs, opts?: pulumi.ComponentResourceOptions) {
         // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
         super("gitlab-cluster:nfs:NfsMount", name, {}, opts);
-        this.fstabLine = renderFstabLine(args.serverAddress, args.path, args.options);
+        try {
+            this.fstabLine = renderFstabLine(args.serverAddress, args.path, args.options);
+        } catch (err) {
+            throw new pulumi.ResourceError(`${name} on host "${args.host.name}": ${err instanceof Error ? err.message : String(err)}`, this);
+        }
         this.command = args.host.run(name, {
             create: nfsMountScript({ mountPath: args.path, fstabLine: this.fstabLine }),
             delete: nfsUnmountScript(args.path),

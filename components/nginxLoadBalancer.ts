@@ -3,12 +3,17 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import type { HostConnection } from "./host";
-import { renderNginxConf, type NginxUpstreamNode } from "./render/nginxConf";
+import { installTlsPairScript, renderNginxConf, TLS_FILES, type NginxUpstreamNode } from "./render/nginxConf";
 import { shellQuote } from "./render/quote";
 import { whenContainerExists, writeFileScript } from "./render/scripts";
 
 const CONFIG_DIR = "/etc/nginx/gitlab-cluster";
 const HEALTH_PORT = 8081;
+
+/** The nginx version of an image tagged with it (`nginx:1.27.4-bookworm` -> `1.27.4`); undefined for a digest or another tag. */
+export function nginxImageVersion(image: string): string | undefined {
+    return /:(\d+\.\d+\.\d+)(?:-[^/]*)?$/.exec(image.slice(image.lastIndexOf("/") + 1))?.[1];
+}
 
 export interface NginxLoadBalancerArgs {
     /** The host that runs the balancer. */
@@ -46,30 +51,33 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
             httpPort: args.httpPort,
             httpsPort: args.httpsPort,
             sshPort: args.sshPort,
-            tls: args.tls ? { certificatePath: `${CONFIG_DIR}/tls/cert.pem`, privateKeyPath: `${CONFIG_DIR}/tls/key.pem` } : undefined,
+            tls: args.tls ? { certificatePath: `${CONFIG_DIR}/tls/${TLS_FILES.certificate}`, privateKeyPath: `${CONFIG_DIR}/tls/${TLS_FILES.key}` } : undefined,
             proxyReadTimeoutSeconds: args.proxyReadTimeoutSeconds,
             proxyConnectTimeoutSeconds: args.proxyConnectTimeoutSeconds,
             healthPort: HEALTH_PORT,
+            nginxVersion: nginxImageVersion(args.image),
         });
         // A changed config is tested inside the running container before nginx reloads it.
         const reload = whenContainerExists(containerName, `docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"`);
         const files: pulumi.Resource[] = [];
         if (args.tls) {
-            // A new certificate and key must both be in place before nginx -t sees them: write
-            // both, then one step reloads when either changed.
+            // The certificate and the key are staged beside the live pair (in `new/`); one step then
+            // checks that they belong together and only then moves both in place and reloads. A
+            // mismatched pair stops the update and nginx keeps serving the old one.
+            const tlsDir = `${args.configRoot}/tls`;
             const certificate = args.host.run(`${name}-tls-certificate`, {
-                create: writeFileScript({ path: `${args.configRoot}/tls/cert.pem`, mode: "0644" }),
+                create: writeFileScript({ path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.certificate}`, mode: "0644" }),
                 stdin: args.tls.certificate,
             }, { parent: this });
             const key = args.host.run(`${name}-tls-key`, {
-                create: writeFileScript({ path: `${args.configRoot}/tls/key.pem`, mode: "0600" }),
+                create: writeFileScript({ path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.key}`, mode: "0600" }),
                 stdin: pulumi.secret(args.tls.privateKey),
             }, { parent: this });
             const digest = pulumi.unsecret(pulumi.all([args.tls.certificate, args.tls.privateKey])
                 .apply(([c, k]) => createHash("sha256").update(c).update("\0").update(k).digest("hex")));
             files.push(certificate, key, args.host.run(`${name}-tls-reload`, {
-                create: `echo "TLS files in place; nginx reads them when it starts"`,
-                update: digest.apply(d => `# certificate and key sha256 ${d}\n${reload}`),
+                create: installTlsPairScript({ dir: tlsDir, then: reload }),
+                update: digest.apply(d => installTlsPairScript({ dir: tlsDir, then: reload, revision: `certificate and key sha256 ${d}` })),
             }, { parent: this, dependsOn: [certificate, key] }));
         }
         files.push(args.host.run(`${name}-config`, {

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { renderGitlabRoleSql, renderPgHba } from "./render/postgres";
+import { postgresCommand, renderGitlabRoleSql, renderPgHba } from "./render/postgres";
 import { shellQuote } from "./render/quote";
 import { whenContainerExists, writeFileScript } from "./render/scripts";
 
@@ -69,7 +69,9 @@ export class PostgresNode extends pulumi.ComponentResource {
         this.container = new docker.Container(name, {
             name: containerName,
             image: image.imageId,
-            command: ["postgres", "-c", `hba_file=${HBA_DIR}/pg_hba.conf`, "-c", "password_encryption=scram-sha-256"],
+            // The superuser password comes by file, read only while an empty volume is initialised:
+            // the server itself starts without it in its environment (see postgresCommand).
+            command: postgresCommand(["-c", `hba_file=${HBA_DIR}/pg_hba.conf`, "-c", "password_encryption=scram-sha-256"]),
             envs: [`POSTGRES_PASSWORD_FILE=${SECRETS_DIR}/superuser-password`, "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
             restart: "unless-stopped",
             ports: [{ internal: CONTAINER_PORT, external: args.port, ip: args.host.address }],

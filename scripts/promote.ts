@@ -11,7 +11,8 @@ import { promoteStackFile } from "./promotePlan";
 
 const USAGE = "usage: npm run promote -- <from> <to> [--write]\n\n" +
     "Copies images, versions and tier settings from Pulumi.<from>.yaml to Pulumi.<to>.yaml and prints the diff.\n" +
-    "Nothing is written without --write. Refuses a GitLab downgrade; warns when an upgrade skips a required stop.";
+    "Nothing is written without --write. Refuses a GitLab downgrade, or a gitlab.image whose release it cannot read\n" +
+    "(a digest without its tag); warns when an upgrade skips a required stop.\n\nExit codes: 0 done, 1 refused or failed, 2 usage.";
 
 /** Runs the CLI; returns the exit code. `root` holds the stack files. */
 export function runPromote(argv: readonly string[], root: string, out: (s: string) => void = s => process.stdout.write(s), err: (s: string) => void = s => process.stderr.write(s)): number {

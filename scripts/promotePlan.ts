@@ -2,7 +2,7 @@
 // GitLab's upgrade path, and the edit of the target file that keeps its comments and layout.
 // Pure: strings and plain values in, strings and plain values out. `scripts/promote.ts` is the CLI.
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, stringify, type Node, type Pair, type YAMLMap } from "yaml";
-import { CONFIG_NAMESPACE } from "../components/config";
+import { CONFIG_NAMESPACE, gitlabRelease, type GitlabRelease } from "../components/config";
 
 /**
  * The settings a promotion copies: each `gitlab-cluster:<key>` namespace, minus the sub-keys that
@@ -57,22 +57,14 @@ export const GITLAB_REQUIRED_UPGRADE_STOPS: readonly UpgradeStop[] = [
 
 export const UPGRADE_PATH_DOCS = "https://docs.gitlab.com/update/upgrade_paths/";
 
-export interface GitlabVersion {
-    readonly major: number;
-    readonly minor: number;
-    readonly patch: number;
-    /** The Omnibus build: `0` of `18.4.1-ce.0`. */
-    readonly build: number;
-    readonly text: string;
-}
+export type GitlabVersion = GitlabRelease;
 
-/** The GitLab release in an Omnibus image tag (`gitlab/gitlab-ce:18.4.1-ce.0`), or undefined (digest, other tag). */
+/**
+ * The GitLab release in an Omnibus image reference (`gitlab/gitlab-ce:18.4.1-ce.0`, also with
+ * `@sha256:...`), or undefined (a digest alone, another tag). The stack config's own parser.
+ */
 export function gitlabVersion(image: string): GitlabVersion | undefined {
-    const name = image.slice(image.lastIndexOf("/") + 1);
-    const tag = name.includes("@") ? "" : name.slice(name.indexOf(":") + 1);
-    const m = /^(\d+)\.(\d+)\.(\d+)(?:-(?:ce|ee)\.(\d+))?$/.exec(tag);
-    if (!name.includes(":") || !m) return undefined;
-    return { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), build: Number(m[4] ?? 0), text: tag };
+    return gitlabRelease(image);
 }
 
 /** Negative, zero or positive as a is older than, the same as, or newer than b. */
@@ -97,7 +89,13 @@ export function checkGitlabUpgrade(targetImage: string | undefined, sourceImage:
     if (targetImage === undefined || sourceImage === undefined || targetImage === sourceImage) return { warnings: [] };
     const running = gitlabVersion(targetImage), next = gitlabVersion(sourceImage);
     if (!running || !next) {
-        return { warnings: [`gitlab.image: cannot read a GitLab version from "${targetImage}" and "${sourceImage}"; check GitLab's upgrade path yourself (${UPGRADE_PATH_DOCS})`] };
+        // Without both versions a downgrade cannot be told from an upgrade: refuse, as the stack config does.
+        const unreadable = [!running ? `"${targetImage}" (${to})` : undefined, !next ? `"${sourceImage}" (the source)` : undefined].filter(Boolean).join(" and ");
+        return {
+            refusal: `gitlab.image: cannot read a GitLab release from ${unreadable}, so a downgrade cannot be ruled out: ` +
+                "give gitlab.image with its release tag, with or without a digest (gitlab/gitlab-ce:18.4.1-ce.0 or gitlab/gitlab-ce:18.4.1-ce.0@sha256:<64 hex>)",
+            warnings: [],
+        };
     }
     if (compareVersions(next, running) < 0) {
         return {

@@ -4,6 +4,11 @@ export const TEST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nTEST-KEY-N
 export const TEST_TLS_KEY = "-----BEGIN PRIVATE KEY-----\nTEST-TLS-KEY-NOT-REAL\n-----END PRIVATE KEY-----";
 export const TEST_TLS_CERT = "-----BEGIN CERTIFICATE-----\nTEST-CERT\n-----END CERTIFICATE-----";
 
+/** A made-up ed25519 host key line for a host (remote hosts must pin one). */
+export function testHostKey(host: string): string {
+    return `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI${host.replace(/[^A-Za-z0-9]/g, "")}`;
+}
+
 /** The three-node example of the design: app1..3, data1, edge1. */
 export function threeNodeConfig(): Record<string, any> { // any: fixtures are edited freely by tests to make bad configs
     return {
@@ -27,7 +32,7 @@ export function nNodeConfig(n: number): Record<string, any> { // any: see threeN
     cfg.hosts = { data1: cfg.hosts.data1, edge1: cfg.hosts.edge1 };
     cfg.roles.gitlab = [];
     for (let i = 1; i <= n; i++) {
-        cfg.hosts[`app${i}`] = { address: `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}` };
+        cfg.hosts[`app${i}`] = { address: `10.0.${Math.floor(i / 250) + 1}.${(i % 250) + 1}`, ssh: { hostKey: testHostKey(`app${i}`) } };
         cfg.roles.gitlab.push(`app${i}`);
     }
     if (n === 1) delete cfg.roles.nfsServer;

@@ -21,8 +21,27 @@ export function renderExports(exportPath: string, clientAddresses: readonly stri
     return `# Managed by gitlab-cluster (Pulumi).\n${exportPath} ${clients}\n`;
 }
 
+/**
+ * Mount options every GitLab host's mount must carry: root in one GitLab container can write
+ * to the share, and must not plant a setuid program or a device node that works on another node.
+ */
+export const REQUIRED_MOUNT_OPTIONS = ["nosuid", "nodev"] as const;
+/** Options that would undo them when they come later on the line (`defaults` means suid,dev). */
+export const REFUSED_MOUNT_OPTIONS = ["suid", "dev", "defaults"] as const;
+
+/** What is wrong with a list of NFS mount options, or undefined when nothing is. */
+export function mountOptionsProblem(options: readonly string[]): string | undefined {
+    const missing = REQUIRED_MOUNT_OPTIONS.filter(o => !options.includes(o));
+    const undoing = REFUSED_MOUNT_OPTIONS.filter(o => options.includes(o));
+    if (missing.length === 0 && undoing.length === 0) return undefined;
+    return `must contain 'nosuid' and 'nodev' (a setuid program or device planted on the share by one GitLab container must not work on another node)` +
+        `${missing.length > 0 ? `; missing: ${missing.join(", ")}` : ""}${undoing.length > 0 ? `; refused: ${undoing.join(", ")}` : ""}`;
+}
+
 /** An fstab(5) line mounting the server's export at the same path. */
 export function renderFstabLine(serverAddress: string, exportPath: string, options: readonly string[]): string {
+    const problem = mountOptionsProblem(options);
+    if (problem !== undefined) throw new Error(`NFS mount options (gitlab-cluster:nfs.mountOptions) ${problem}: got ${options.join(",")}`);
     const server = serverAddress.includes(":") ? `[${serverAddress}]` : serverAddress;
     return `${server}:${exportPath} ${exportPath} nfs ${options.join(",")} 0 0`;
 }

@@ -39,3 +39,28 @@ export function renderGitlabRoleSql(database: string, user: string, password: st
         "",
     ].join("\n");
 }
+
+/**
+ * What the PostgreSQL container runs: the official image's entrypoint reads
+ * POSTGRES_PASSWORD_FILE on every start and exports the password as POSTGRES_PASSWORD to the
+ * server it execs, where it would stay readable in /proc/1/environ. Given a command other than
+ * `postgres`, that entrypoint runs it as is; this one initialises an empty data directory with
+ * the image's docker-ensure-initdb.sh in a child process (the only step that needs the
+ * password), then starts the server through the entrypoint without the password's variables.
+ */
+export const POSTGRES_START_SCRIPT = [
+    "set -eu",
+    "if command -v docker-ensure-initdb.sh >/dev/null 2>&1; then",
+    "    docker-ensure-initdb.sh \"$@\"",
+    "    unset POSTGRES_PASSWORD_FILE POSTGRES_PASSWORD",
+    "else",
+    "    echo \"gitlab-cluster: this postgres image has no docker-ensure-initdb.sh (built before December 2023): the superuser password stays in the server's environment\" >&2",
+    "fi",
+    "exec docker-entrypoint.sh \"$@\"",
+    "",
+].join("\n");
+
+/** The container's command: the start script above, then `postgres` with `serverArgs`. */
+export function postgresCommand(serverArgs: readonly string[]): string[] {
+    return ["sh", "-c", POSTGRES_START_SCRIPT, "gitlab-cluster-postgres", "postgres", ...serverArgs];
+}

@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
+import { DEFAULT_IMAGES } from "../../components/config";
 import { GITLAB_SHARED_DIRECTORIES } from "../../components/render/nfs";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
@@ -87,7 +88,7 @@ describe("three-node cluster under mocks", () => {
         const mounts = ofType(e, REMOTE_COMMAND).filter(r => r.name.startsWith("gitlab-nfs-mount-"));
         assert.deepEqual(mounts.map(m => (m.inputs.connection as { host: string }).host).sort(), ["10.0.0.12", "10.0.0.13"]);
         for (const m of mounts) {
-            assert.match(str(m, "create"), /10\.0\.0\.11:\/srv\/gitlab-nfs \/srv\/gitlab-nfs nfs vers=4\.1,hard,rsize=1048576,wsize=1048576,noatime,nofail,_netdev,lookupcache=positive 0 0/);
+            assert.match(str(m, "create"), /10\.0\.0\.11:\/srv\/gitlab-nfs \/srv\/gitlab-nfs nfs vers=4\.1,hard,rsize=1048576,wsize=1048576,noatime,nofail,_netdev,lookupcache=positive,nosuid,nodev 0 0/);
             assert.ok(m.dependencies.includes(e.byName("gitlab-nfs-export").urn) || m.dependencies.some(u => u.endsWith("::gitlab-nfs-export")), `${m.name} waits for the export itself`);
             const node = m.name.replace("gitlab-nfs-mount-", "");
             assert.ok(dependsOn(e, e.byName(`gitlab-gitlab-${node}`), m), `${node}'s container waits for its mount`);
@@ -153,7 +154,8 @@ describe("three-node cluster under mocks", () => {
 
     it("pins every image it runs", () => {
         const images = ofType(e, "docker:index/remoteImage:RemoteImage").map(r => r.inputs.name as string);
-        assert.deepEqual(images.sort(), ["gitlab/gitlab-ce:18.4.1-ce.0", "gitlab/gitlab-ce:18.4.1-ce.0", "gitlab/gitlab-ce:18.4.1-ce.0", "nginx:1.27.4-bookworm", "postgres:16.8-bookworm", "redis:7.2.5-bookworm"]);
+        const gitlab = threeNodeConfig().gitlab.image as string;
+        assert.deepEqual(images.sort(), [gitlab, gitlab, gitlab, DEFAULT_IMAGES.loadBalancer, DEFAULT_IMAGES.postgres, DEFAULT_IMAGES.redis].sort());
     });
 });
 

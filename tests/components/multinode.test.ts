@@ -5,7 +5,7 @@ import { before, describe, it } from "node:test";
 import { GITLAB_NFS_MOUNT_OPTIONS } from "../../components/config";
 import { classify } from "../../scripts/bench/blastRadius";
 import { evaluate, type Evaluation, type RecordedResource } from "../../scripts/evaluate";
-import { threeNodeConfig } from "../fixtures";
+import { testHostKey, threeNodeConfig } from "../fixtures";
 import { CONTAINER, dependsOn, directlyDependsOn, str } from "../support/graph";
 import { loadGitlabRb, tempDir } from "../support/readers";
 
@@ -128,7 +128,7 @@ describe("multi-node correctness", () => {
 
         it("adding a fourth node leaves every existing node untouched; only the balancer, export and database rules change", async () => {
             const cfg = threeNodeConfig();
-            cfg.hosts.app4 = { address: "10.0.0.14" };
+            cfg.hosts.app4 = { address: "10.0.0.14", ssh: { hostKey: testHostKey("app4") } };
             cfg.roles.gitlab.push("app4");
             const after = await evaluate(cfg);
             const diff = changed(e, after);
@@ -172,7 +172,8 @@ describe("multi-node correctness", () => {
         it("mounts with exactly GitLab's recommended options; the server's node uses the directory directly", () => {
             for (const n of ["app2", "app3"]) {
                 const create = str(e.byName(`gitlab-nfs-mount-${n}`), "create");
-                assert.ok(create.includes(` nfs ${GITLAB_NFS_MOUNT_OPTIONS.join(",")} 0 0`), n);
+                // GitLab's options, and nosuid,nodev: root in one node must not plant setuid files for the others.
+                assert.ok(create.includes(` nfs ${[...GITLAB_NFS_MOUNT_OPTIONS, "nosuid", "nodev"].join(",")} 0 0`), n);
                 assert.doesNotMatch(create, /\bsoft\b|nocto/);
             }
             assert.throws(() => e.byName("gitlab-nfs-mount-app1"), /no resource named/);

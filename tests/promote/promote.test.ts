@@ -48,7 +48,7 @@ describe("promotion staging -> prod", () => {
     it("copies an image bump and tier settings, prints a diff, writes only with --write", async () => {
         const dir = stacks({
             staging: s => setImage("18.5.2-ce.0")(s)
-                .replace("image: postgres:16.8-bookworm", "image: postgres:16.9-bookworm")
+                .replace("image: postgres:16.15-bookworm", "image: postgres:16.16-bookworm")
                 .replace("keepDays: 14", "keepDays: 21")
                 .replace("      time_zone: UTC\n", "      time_zone: UTC\n      gitlab_default_theme: 2\n"),
         });
@@ -67,7 +67,7 @@ describe("promotion staging -> prod", () => {
         assert.equal(gitlab.image, "gitlab/gitlab-ce:18.5.2-ce.0");
         assert.equal(gitlab.externalUrl, "https://gitlab.example.com", "externalUrl is per stack");
         assert.deepEqual(gitlab.rails, { time_zone: "UTC", gitlab_default_theme: 2 });
-        assert.equal((prod.config.postgres as { image: string }).image, "postgres:16.9-bookworm");
+        assert.equal((prod.config.postgres as { image: string }).image, "postgres:16.16-bookworm");
         assert.deepEqual(prod.config.backup, { schedule: "0 3 * * *", keepDays: 21, node: "app1" });
         // The diff printed is the change written.
         assert.equal(dry.out.replace(/\(dry run.*\n$/, ""), unifiedDiff(realProd, prodFile(dir), "a/Pulumi.prod.yaml", "b/Pulumi.prod.yaml"));
@@ -92,7 +92,7 @@ describe("promotion staging -> prod", () => {
         const dir = stacks({
             staging: s => setImage("18.5.2-ce.0")(s)
                 .replace("listenAddress", "x") // staging has none; make sure prod's is kept below
-                .replace("nginx:1.27.4-bookworm\n", "nginx:1.27.5-bookworm\n    listenAddress: 10.1.0.5\n")
+                .replace("nginx:1.30.4-trixie\n", "nginx:1.30.5-trixie\n    listenAddress: 10.1.0.5\n")
                 .replace("secure: v1:PLACEHOLDER-set-with-pulumi-config-set-secret\n  gitlab-cluster:roles", "secure: v1:STAGING-CIPHERTEXT\n  gitlab-cluster:roles")
                 + "  docker:host: ssh://staging\n",
             prod: s => s.replace("proxyReadTimeoutSeconds: 3600\n", "proxyReadTimeoutSeconds: 3600\n    listenAddress: 10.0.0.5\n") + otherNamespace,
@@ -108,7 +108,7 @@ describe("promotion staging -> prod", () => {
         assert.deepEqual(after.match(/secure: .*/g), before.match(/secure: .*/g));
         assert.ok(after.endsWith(otherNamespace));
         const lb = readStackFile(path.join(dir, "Pulumi.prod.yaml")).config.loadBalancer as Record<string, unknown>;
-        assert.equal(lb.image, "nginx:1.27.5-bookworm");
+        assert.equal(lb.image, "nginx:1.30.5-trixie");
         assert.equal(lb.listenAddress, "10.0.0.5");
     });
 
@@ -160,6 +160,22 @@ describe("GitLab upgrade path", () => {
         assert.deepEqual(gitlabVersion("gitlab/gitlab-ee:17.11.4-ee.0"), { major: 17, minor: 11, patch: 4, build: 0, text: "17.11.4-ee.0" });
         assert.deepEqual(gitlabVersion("registry.example.com:5000/gitlab/gitlab-ce:18.4.1-ce.2")?.build, 2);
         assert.equal(gitlabVersion(`gitlab/gitlab-ce@sha256:${"a".repeat(64)}`), undefined);
+        assert.deepEqual(gitlabVersion(`gitlab/gitlab-ce:18.4.1-ce.0@sha256:${"a".repeat(64)}`)?.text, "18.4.1-ce.0", "a digest beside the tag");
+    });
+
+    it("refuses a downgrade when the images carry digests, and refuses what it cannot compare (issue 15, M6)", () => {
+        const digest = (c: string) => `@sha256:${c.repeat(64)}`;
+        const down = checkGitlabUpgrade("gitlab/gitlab-ce:18.4.1-ce.0", `gitlab/gitlab-ce:18.3.2-ce.0${digest("a")}`);
+        assert.match(down.refusal ?? "", /^gitlab\.image: refusing to downgrade the target stack from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
+        assert.deepEqual(checkGitlabUpgrade(`gitlab/gitlab-ce:18.4.1-ce.0${digest("a")}`, `gitlab/gitlab-ce:18.4.1-ce.0${digest("b")}`), { warnings: [] }, "same release, rebuilt");
+        const blind = checkGitlabUpgrade("gitlab/gitlab-ce:18.4.1-ce.0", `gitlab/gitlab-ce${digest("c")}`, "Pulumi.prod.yaml");
+        assert.match(blind.refusal ?? "", /^gitlab\.image: cannot read a GitLab release from "gitlab\/gitlab-ce@sha256:c+" \(the source\), so a downgrade cannot be ruled out: give gitlab\.image with its release tag/);
+        // Through the command: exit 1, nothing written.
+        const dir = stacks({ staging: s => s.replace(/gitlab\/gitlab-ce:[0-9.]+-ce\.0/, `gitlab/gitlab-ce:18.3.2-ce.0${digest("d")}`) });
+        const r = run(dir, "staging", "prod", "--write");
+        assert.equal(r.code, 1);
+        assert.match(r.err, /^error: gitlab\.image: refusing to downgrade Pulumi\.prod\.yaml from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
+        assert.equal(prodFile(dir), realProd);
     });
 
     it("lists the documented 16.x, 17.x and 18.x stops", () => {

@@ -13,10 +13,10 @@ describe("NFS exports and fstab", () => {
         assert.throws(() => renderExports("/srv/x", ["*"]), /not an address/);
     });
 
-    it("mounts with GitLab's recommended options", () => {
-        assert.equal(renderFstabLine("10.0.0.11", "/srv/gitlab-nfs", ["vers=4.1", "hard", "lookupcache=positive"]),
-            "10.0.0.11:/srv/gitlab-nfs /srv/gitlab-nfs nfs vers=4.1,hard,lookupcache=positive 0 0");
-        assert.match(renderFstabLine("fd00::1", "/p", ["hard"]), /^\[fd00::1\]:\/p /);
+    it("mounts with GitLab's recommended options, and nosuid,nodev", () => {
+        assert.equal(renderFstabLine("10.0.0.11", "/srv/gitlab-nfs", ["vers=4.1", "hard", "lookupcache=positive", "nosuid", "nodev"]),
+            "10.0.0.11:/srv/gitlab-nfs /srv/gitlab-nfs nfs vers=4.1,hard,lookupcache=positive,nosuid,nodev 0 0");
+        assert.match(renderFstabLine("fd00::1", "/p", ["hard", "nosuid", "nodev"]), /^\[fd00::1\]:\/p /);
     });
 });
 

@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { renderNginxConf, type NginxConfInput } from "../../components/render/nginxConf";
-import { nginxModulePreamble, nginxTest, tempDir } from "../support/readers";
+import { installTlsPairScript, renderNginxConf, TLS12_CIPHERS, type NginxConfInput } from "../../components/render/nginxConf";
+import { nginxModulePreamble, nginxTest, shellcheck, shSyntax, tempDir } from "../support/readers";
+import { localNginxVersion, selfSignedPair } from "../support/tls";
+
+const NAME_FOR_TLS = "gitlab.example.com";
 
 function input(overrides: Partial<NginxConfInput> = {}): NginxConfInput {
     return {
@@ -40,9 +44,76 @@ describe("nginx.conf", () => {
         const conf = renderNginxConf(input({ tls: { certificatePath: path.join(dir, "cert.pem"), privateKeyPath: path.join(dir, "key.pem") } }));
         const r = nginxTest(conf);
         assert.equal(r.status, 0, r.stderr);
-        assert.match(conf, /return 301 https:\/\/\$host\$request_uri;/);
+        assert.match(conf, /return 301 "https:\/\/gitlab\.example\.com\$request_uri";/);
         assert.match(conf, /proxy_set_header X-Forwarded-Proto https;/);
         assert.match(conf, /proxy_set_header X-Forwarded-Ssl on;/);
+    });
+
+    describe("TLS and unknown names (L12)", () => {
+        const pair = selfSignedPair("gitlab.example.com");
+        const tls = { certificatePath: pair.certificatePath, privateKeyPath: pair.keyPath };
+
+        it("offers forward-secret suites only (ECDHE for TLS 1.2, TLS 1.3's defaults) and no session tickets; nginx -t accepts it", () => {
+            const conf = renderNginxConf(input({ tls }));
+            assert.match(conf, /^\s*ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+            const ciphers = /^\s*ssl_ciphers (\S+);$/m.exec(conf)?.[1]?.split(":");
+            assert.deepEqual(ciphers, TLS12_CIPHERS);
+            for (const c of ciphers) assert.match(c, /^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM-SHA(256|384)|CHACHA20-POLY1305)$/);
+            // What OpenSSL makes of the list: only ECDHE key exchange, authenticated encryption.
+            const expanded = execFileSync("openssl", ["ciphers", "-v", "-tls1_2", ciphers.join(":")], { encoding: "utf8" }).trim().split("\n")
+                .filter(l => /TLSv1\.2/.test(l));
+            assert.ok(expanded.length >= 4);
+            for (const l of expanded) assert.match(l, /Kx=ECDH\s.*Enc=(AESGCM|CHACHA20\/POLY1305)/, l);
+            assert.match(conf, /^\s*ssl_session_tickets off;$/m);
+            assert.equal(nginxTest(conf).status, 0, nginxTest(conf).stderr);
+        });
+
+        it("refuses unknown names: HTTP closes without an answer (444), HTTPS refuses the handshake; nginx -t accepts it", () => {
+            const conf = renderNginxConf(input({ tls }));
+            const defaults = conf.split("\n    server {").filter(b => /default_server/.test(b));
+            assert.equal(defaults.length, 2, "a default server for 80 and for 443");
+            assert.match(defaults[0]!, /listen 80 default_server;[\s\S]*return 444;/);
+            assert.match(defaults[1]!, /listen 443 ssl default_server;[\s\S]*ssl_reject_handshake on;/);
+            assert.doesNotMatch(defaults.join(""), /server_name|proxy_pass|ssl_certificate /);
+            // The GitLab servers are not the default of their port.
+            assert.equal((conf.match(/default_server/g) ?? []).length, 2);
+            assert.equal(nginxTest(conf).status, 0, nginxTest(conf).stderr);
+            const plain = renderNginxConf(input());
+            assert.match(plain, /listen 80 default_server;\s*server_tokens off;\s*return 444;/);
+            assert.equal(nginxTest(plain).status, 0);
+        });
+
+        it("redirects HTTP to the configured host and HTTPS port, never to the client's $host", () => {
+            const conf = renderNginxConf(input({ tls, httpsPort: 8443 }));
+            assert.match(conf, /return 301 "https:\/\/gitlab\.example\.com:8443\$request_uri";/);
+            assert.doesNotMatch(conf, /\$host\b/);
+            assert.equal(nginxTest(conf).status, 0);
+        });
+
+        it("for an address as server name (no SNI from clients), the HTTPS default server completes the handshake and closes unknown Hosts", () => {
+            const conf = renderNginxConf(input({ tls, serverName: "10.0.0.5" }));
+            const defaultTls = conf.split("\n    server {").find(b => /ssl default_server/.test(b))!;
+            assert.doesNotMatch(defaultTls, /ssl_reject_handshake/);
+            assert.match(defaultTls, /ssl_certificate .*\n.*ssl_certificate_key .*\n\s*return 444;/);
+            assert.equal(nginxTest(conf).status, 0, nginxTest(conf).stderr);
+        });
+
+        it("HTTP/2: `http2 on;` for nginx 1.25.1 and later (the default image), the listen parameter before; too old an nginx is refused", () => {
+            const modern = renderNginxConf(input({ tls, nginxVersion: "1.27.4" }));
+            assert.match(modern, /listen 443 ssl;\n\s*http2 on;/);
+            assert.doesNotMatch(modern, /ssl http2/);
+            const older = renderNginxConf(input({ tls, nginxVersion: "1.22.1" }));
+            assert.match(older, /listen 443 ssl http2;/);
+            assert.doesNotMatch(older, /http2 on/);
+            assert.match(renderNginxConf(input({ tls })), /listen 443 ssl http2;/, "unknown version: the form every version reads");
+            assert.throws(() => renderNginxConf(input({ tls, nginxVersion: "1.18.0" })), /nginx 1\.18\.0 is too old.*ssl_reject_handshake.*1\.19\.4/);
+            // nginx -t with the nginx installed here, on the form its version reads.
+            const local = localNginxVersion();
+            const conf = renderNginxConf(input({ tls, nginxVersion: local }));
+            const r = nginxTest(conf);
+            assert.equal(r.status, 0, `nginx ${local}: ${r.stderr}`);
+            assert.doesNotMatch(r.stderr, /deprecated/, `nginx ${local} warns: ${r.stderr}`);
+        });
     });
 
     it("balances exactly the GitLab nodes' HTTP ports, and SSH to their SSH ports", () => {
@@ -76,5 +147,46 @@ describe("nginx.conf", () => {
 
     it("a broken config fails nginx -t (the check can fail)", () => {
         assert.notEqual(nginxTest(renderNginxConf(input()).replace("proxy_pass http://gitlab_http;", "proxy_pass http://nowhere_defined;")).status, 0);
+    });
+
+    describe("the TLS pair install script (L12)", () => {
+        const run = (dir: string) => spawnSync("sh", ["-c", installTlsPairScript({ dir, then: "echo RELOAD", revision: "certificate and key sha256 abc" })], { encoding: "utf8" });
+
+        it("passes sh -n and shellcheck", () => {
+            const script = installTlsPairScript({ dir: "/srv/gitlab-cluster/nginx/tls", then: "echo RELOAD", revision: "r" });
+            assert.equal(shSyntax(script).status, 0);
+            assert.equal(shellcheck(script).status, 0, shellcheck(script).stdout);
+        });
+
+        it("keeps the live pair and the staged files when the new key does not fit the live certificate; installs a fitting pair; then has nothing to do", () => {
+            const dir = tempDir("tls-pair");
+            const a = selfSignedPair(NAME_FOR_TLS);
+            const b = selfSignedPair(NAME_FOR_TLS, "ec");
+            fs.copyFileSync(a.certificatePath, path.join(dir, "cert.pem"));
+            fs.copyFileSync(a.keyPath, path.join(dir, "key.pem"));
+            fs.mkdirSync(path.join(dir, "new"));
+            // Only a new key staged: it does not fit the live certificate.
+            fs.copyFileSync(b.keyPath, path.join(dir, "new", "key.pem"));
+            const refused = run(dir);
+            assert.equal(refused.status, 1);
+            assert.match(refused.stderr, /TLS: the certificate \(cert\.pem\) and the private key \(new\/key\.pem\) do not match.*nginx keeps the current certificate and key/);
+            assert.doesNotMatch(refused.stdout, /RELOAD/);
+            assert.equal(fs.readFileSync(path.join(dir, "key.pem"), "utf8"), a.key);
+            assert.ok(fs.existsSync(path.join(dir, "new", "key.pem")), "the staged key stays: a retry fails the same way until the config is fixed");
+            // An encrypted key is refused as such.
+            execFileSync("openssl", ["pkey", "-in", b.keyPath, "-aes256", "-passout", "pass:secret", "-out", path.join(dir, "new", "key.pem")]);
+            fs.copyFileSync(b.certificatePath, path.join(dir, "new", "cert.pem"));
+            assert.match(run(dir).stderr, /new\/key\.pem is not an unencrypted PEM private key/);
+            fs.copyFileSync(b.keyPath, path.join(dir, "new", "key.pem"));
+            const installed = run(dir);
+            assert.equal(installed.status, 0, installed.stderr);
+            assert.match(installed.stdout, /installed[\s\S]*RELOAD/);
+            assert.equal(fs.readFileSync(path.join(dir, "cert.pem"), "utf8"), b.certificate);
+            assert.equal(fs.readFileSync(path.join(dir, "key.pem"), "utf8"), b.key);
+            const again = run(dir);
+            assert.equal(again.status, 0);
+            assert.match(again.stdout, /unchanged/);
+            assert.doesNotMatch(again.stdout, /RELOAD/);
+        });
     });
 });

@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import { CONFIG_KEYS, ConfigError, parseClusterConfig } from "../../components/config";
 import { evaluate } from "../../scripts/evaluate";
-import { threeNodeConfig } from "../fixtures";
+import { testHostKey, threeNodeConfig } from "../fixtures";
 import { strings } from "../support/graph";
 import { loadGitlabRb, tempDir } from "../support/readers";
 
@@ -20,7 +20,8 @@ const CASES = 1000;
 /** Evaluation under mocks takes 0.2-0.5 s: a sample of the accepted configs is evaluated (SECURITY_FUZZ_EVALUATED). */
 const EVALUATED = Number(process.env.SECURITY_FUZZ_EVALUATED ?? 30);
 const SECRET_KEYS = ["ssh", "hosts", "loadBalancer"];
-const secretFlags = { isSecret: (k: string) => SECRET_KEYS.includes(k) };
+/** As the engine tells it: a key path is secret when its top-level key holds an encrypted value. */
+const secretFlags = { isSecret: (keyPath: string) => SECRET_KEYS.includes(keyPath.split(".")[0]!) };
 
 type Key = string | number;
 interface Mutation { readonly op: "delete" | "set" | "unknownKey"; readonly path: readonly Key[]; readonly value?: unknown }
@@ -81,7 +82,8 @@ const validMutation: fc.Arbitrary<Mutation> = fc.oneof(
     fc.constantFrom("10.0.0.5", "::", "0.0.0.0").map(a => set(["loadBalancer", "listenAddress"], a)),
     fc.constantFrom("https://git.example.com", "https://git.example.com:8443", "http://10.0.0.5", "https://[fd00::5]", "https://bücher.example", "https://a-b.c-d.example")
         .map(u => set(["gitlab", "externalUrl"], u)),
-    fc.constantFrom("app1", "app2", "app3").map(n => set(["hosts", n, "ssh"], {})),
+    fc.constantFrom("app1", "app2", "app3").map(n => set(["hosts", n, "ssh"], { hostKey: testHostKey(`${n}x`) })),
+    fc.constantFrom("app2", "app3").map(n => set(["hosts", n, "ssh"], { hostKey: testHostKey(n), port: 2200, user: "deploy" })),
     fc.constantFrom("app2", "app3").map(n => set(["backup"], { node: n, keepDays: 3, schedule: "*/15 2-4 * * 1,3", target: { host: "data1", path: "/srv/backups" } })),
     fc.constantFrom(["hard", "vers=4.2"], ["hard"]).map(o => set(["nfs", "mountOptions"], o)),
     fc.constantFrom("gitlab_x", "_db").map(n => set(["postgres", "database"], n)),
@@ -206,6 +208,34 @@ describe(`config fuzzing: ${CASES} mutated stack configs (SECURITY_SEED=${SEED})
         assert.deepEqual(failures.slice(0, 10), [], `SECURITY_SEED=${SEED}`);
     });
 
+    it("no refusal echoes the value of a secret key, or of a key that may hold one (issue 15, L9)", () => {
+        const MARK = "FuzzSecretMark";
+        const secretPaths: Key[][] = [
+            ["ssh", "privateKey"], ["hosts", "app2", "ssh", "privateKey"], ["loadBalancer", "tls", "privateKey"], ["gitlab", "rails", "smtp_password"],
+            ["gitlab", "rails", "some_api_token"], ["ssh"], ["loadBalancer", "tls"], ["hosts", "app1"], ["hosts", "app3", "ssh"],
+        ];
+        const secretValue = fc.oneof(
+            fc.constant(MARK), fc.string({ maxLength: 8 }).map(s => `${s}${MARK}\0${s}`), fc.constant(`-----BEGIN PRIVATE KEY-----\n${MARK}`),
+            fc.constant([MARK]), fc.constant({ privateKey: MARK }), fc.constant([{ ssh: { privateKey: MARK } }]), fc.integer().map(n => `${MARK}${n}`),
+        );
+        const cases = fc.sample(fc.tuple(fc.array(brokenMutation, { maxLength: 2 }), fc.constantFrom(...secretPaths), secretValue), { seed: SEED, numRuns: 300 });
+        const echoes: string[] = [];
+        let refused = 0;
+        for (const [mutations, at, value] of cases) {
+            const config = threeNodeConfig();
+            for (const m of [...mutations, set(at, value)]) apply(config, m);
+            try {
+                parseClusterConfig(JSON.parse(JSON.stringify(config)) as Record<string, unknown>, secretFlags);
+            } catch (err) {
+                assert.ok(err instanceof ConfigError, String(err));
+                refused++;
+                echoes.push(...err.problems.filter(p => p.includes(MARK.slice(0, 9))).map(p => `${at.join(".")} = ${JSON.stringify(value)}: ${p}`));
+            }
+        }
+        assert.deepEqual(echoes.slice(0, 5), [], `SECURITY_SEED=${SEED}`);
+        assert.ok(refused > 100, `refused ${refused} of ${cases.length}`);
+    });
+
     // Gaps this fuzzer found, now refused by components/config.ts before anything is created.
     const gap = (raw: Record<string, unknown>) => async () => {
         const err = await evaluate(raw).then(() => undefined, (e: unknown) => e);
@@ -221,6 +251,17 @@ describe(`config fuzzing: ${CASES} mutated stack configs (SECURITY_SEED=${SEED})
         assert.ok(err === undefined || err instanceof ConfigError, `evaluate gave ${String(err)}`);
     });
     it("gitlab.externalUrl with user:password@ is refused as a ConfigError", gap(withUrl("https://user:pw@git.example.com")));
+    const withHost = (edit: (c: ReturnType<typeof threeNodeConfig>) => void) => { const c = threeNodeConfig(); edit(c); return c; };
+    it("a host address of 0.0.0.0, :: or with a zone ID is refused as a ConfigError (issue 15, L10)", async () => {
+        for (const address of ["0.0.0.0", "::", "::0", "fe80::1%eth0"]) await gap(withHost(c => { c.hosts.data1.address = address; }))();
+    });
+    it("an over-wide Docker bridge, a pg_* or postgres role, and a system directory are refused as a ConfigError (issue 15, L10)", async () => {
+        await gap(withHost(c => { c.hosts.data1.dockerBridgeSubnet = "0.0.0.0/0"; }))();
+        await gap(withHost(c => { c.postgres = { user: "pg_gitlab" }; }))();
+        await gap(withHost(c => { c.postgres = { user: "postgres" }; }))();
+        await gap(withHost(c => { c.loadBalancer.configRoot = "/"; }))();
+    });
+    it("a remote host without a pinned host key is refused as a ConfigError (issue 15, M5)", gap(withHost(c => { delete c.hosts.app2.ssh; })));
     it("gitlab.externalUrl hosts nginx would read as a regex or wildcard are refused", async () => {
         await gap(withUrl("https://~git.example.com"))();
         await gap(withUrl("https://*.example.com"))();

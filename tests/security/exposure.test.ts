@@ -158,6 +158,7 @@ describe("least exposure of the three-node cluster", () => {
     it("warns, naming the host, when a host has no hostKey (and its connections then trust on first use)", async () => {
         const config = threeNodeConfig();
         delete config.hosts.app2.ssh;
+        config.hosts.app2.insecureSkipHostKeyCheck = true; // the lab opt-out: without it the config is refused
         const seen: string[] = [];
         const warn = console.warn;
         console.warn = (...args: unknown[]) => { seen.push(args.map(String).join(" ")); };
@@ -171,6 +172,7 @@ describe("least exposure of the three-node cluster", () => {
         assert.equal(hostKeyWarnings.length, 1, seen.join("\n"));
         assert.match(hostKeyWarnings[0]!, /host "app2" \(10\.0\.0\.12\) has no ssh\.hostKey/);
         assert.match(hostKeyWarnings[0]!, /hosts\.app2\.ssh\.hostKey/);
+        assert.match(hostKeyWarnings[0]!, /insecureSkipHostKeyCheck/);
         const opts = sshOpts(unpinned.byName("gitlab-app2-docker"));
         assert.ok(opts.includes("StrictHostKeyChecking=accept-new"));
         for (const c of ofType(unpinned, REMOTE_COMMAND).filter(r => (r.inputs.connection as { host: string }).host === "10.0.0.12")) {

@@ -94,14 +94,19 @@ _cluster_docker_cli() {   # the machine's docker client binary (static here; Deb
   readlink -f "$(command -v docker)"
 }
 
+# _cluster_srv_mount NAME: creates the host's /srv directory; prints its --mount spec
+_cluster_srv_mount() {
+  mkdir -p "$ITEST_SRV_ROOT/$1/srv"
+  echo "type=bind,src=$ITEST_SRV_ROOT/$1/srv,dst=/srv,bind-propagation=rshared"
+}
+
 # cluster_start_host NAME IP [extra docker run args]
 cluster_start_host() {
   local name=$1 ip=$2; shift 2
-  mkdir -p "$ITEST_SRV_ROOT/$name/srv"
   itest_start_host "$name" "$IMG_HOST" "$ip" \
     -v "$(_cluster_docker_cli):/usr/bin/docker:ro" \
     -v /var/run/docker.sock:/var/run/docker.sock \
-    --mount "type=bind,src=$ITEST_SRV_ROOT/$name/srv,dst=/srv,bind-propagation=rshared" \
+    --mount "$(_cluster_srv_mount "$name")" \
     "$@"
 }
 

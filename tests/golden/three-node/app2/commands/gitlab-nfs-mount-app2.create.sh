@@ -13,7 +13,7 @@ if ! command -v mount.nfs >/dev/null 2>&1 && [ ! -x /usr/sbin/mount.nfs ] && [ !
     fi
 fi
 mkdir -p /srv/gitlab-nfs
-line='10.0.0.11:/srv/gitlab-nfs /srv/gitlab-nfs nfs vers=4.1,hard,rsize=1048576,wsize=1048576,noatime,nofail,_netdev,lookupcache=positive 0 0 # gitlab-cluster /srv/gitlab-nfs'
+line='10.0.0.11:/srv/gitlab-nfs /srv/gitlab-nfs nfs vers=4.1,hard,rsize=1048576,wsize=1048576,noatime,nofail,_netdev,lookupcache=positive,nosuid,nodev 0 0 # gitlab-cluster /srv/gitlab-nfs'
 if ! grep -qxF "$line" /etc/fstab; then
     grep -vF '# gitlab-cluster /srv/gitlab-nfs' /etc/fstab > /etc/fstab.gitlab-cluster || true
     printf '%s\n' "$line" >> /etc/fstab.gitlab-cluster
