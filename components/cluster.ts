@@ -138,6 +138,7 @@ export class GitlabCluster extends pulumi.ComponentResource {
                 sharedIdentity: migration?.identity,
                 sharedRoot,
                 sshPort: cfg.gitlab.nodeSshPort,
+                balancerSources: sourceRanges(lbHost, node),
                 readinessTimeoutSeconds: cfg.gitlab.readinessTimeoutSeconds,
                 startAfter: [
                     this.postgres.ready, this.redis.container,

@@ -4,8 +4,14 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import type { HostCommand, HostConnection } from "./host";
+import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
 import { GITLAB_SHARED_DIRECTORIES } from "./render/nfs";
 import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeFileScript, writeIdentityScript } from "./render/scripts";
+
+const HTTP_PORT = 80;
+const SSH_PORT = 22;
+/** How long `docker stop` waits for the Omnibus container's `gitlab-ctl stop` before it kills it. */
+export const STOP_TIMEOUT_SECONDS = 300;
 
 export interface GitlabNodeArgs {
     /** The host that runs this node. */
@@ -24,6 +30,8 @@ export interface GitlabNodeArgs {
     readonly sharedRoot?: string;
     /** Port the container's sshd is published on. */
     readonly sshPort: number;
+    /** Address ranges the balancer connects from: the host firewall admits only these to the published ports. */
+    readonly balancerSources: readonly string[];
     readonly readinessTimeoutSeconds: number;
     /** Done before this container starts: the database, the NFS mount, the migration node's readiness. */
     readonly startAfter?: readonly pulumi.Resource[];
@@ -53,6 +61,18 @@ export class GitlabNode extends pulumi.ComponentResource {
             stdin: gitlabRb,
         }, { parent: this });
         const beforeStart: pulumi.Resource[] = [this.configPush, ...(args.startAfter ?? [])];
+        if (!args.host.config.local) {
+            // Without it, clients on the LAN reach a node's HTTP and SSH around the balancer and its TLS.
+            const published: FirewallInput[] = [
+                { service: "gitlab-http", address: args.host.address, port: HTTP_PORT, containerPort: HTTP_PORT, bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.balancerSources },
+                { service: "gitlab-ssh", address: args.host.address, port: args.sshPort, containerPort: SSH_PORT, bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.balancerSources },
+            ];
+            for (const firewall of published) {
+                beforeStart.push(args.host.run(`${name}-firewall-${firewall.service.replace(/^gitlab-/, "")}`, {
+                    create: installFirewallScript(firewall), delete: removeFirewallScript(firewall),
+                }, { parent: this }));
+            }
+        }
         if (args.sharedIdentity !== undefined) {
             beforeStart.push(args.host.run(`${name}-identity`, {
                 create: writeIdentityScript(configDir),
@@ -69,9 +89,11 @@ export class GitlabNode extends pulumi.ComponentResource {
             image: image.imageId,
             restart: "unless-stopped",
             ports: [
-                { internal: 80, external: 80, ip: args.host.address },
-                { internal: 22, external: args.sshPort, ip: args.host.address },
+                { internal: HTTP_PORT, external: HTTP_PORT, ip: args.host.address },
+                { internal: SSH_PORT, external: args.sshPort, ip: args.host.address },
             ],
+            // The image's SIGTERM handler runs a full `gitlab-ctl stop`: Docker's default 10 s cuts it short.
+            stopTimeout: STOP_TIMEOUT_SECONDS,
             volumes: [
                 { hostPath: configDir, containerPath: "/etc/gitlab" },
                 { hostPath: `${args.dataRoot}/logs`, containerPath: "/var/log/gitlab" },
@@ -96,8 +118,11 @@ export class GitlabNode extends pulumi.ComponentResource {
             update: gitlabRbHash.apply(hash => reconfigureScript(this.containerName, args.readinessTimeoutSeconds).replace("set -eu\n", `set -eu\n# gitlab.rb sha256 ${hash}\n`)),
         }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
         if (args.migrationNode) {
+            // Read again whenever the container is new (a new image may add a secret): the other
+            // nodes then get the new file before they start on that image.
             this.identity = pulumi.secret(args.host.run(`${name}-read-identity`, {
                 create: readIdentityScript(configDir),
+                triggers: [this.container.id],
                 secretStdout: true,
             }, { parent: this, dependsOn: [this.ready] }).stdout);
         }

@@ -4,8 +4,8 @@
 // DOCKER-USER chain (first in FORWARD), where the destination is already rewritten. Three paths
 // lead to the container, and each gets a jump to the service's chain:
 //   1. DNAT of the published address:port (matched by conntrack's original destination);
-//   2. a packet routed straight to the container's address on Docker's bridge (matched by its
-//      destination after DNAT, which also covers path 1);
+//   2. a packet routed straight to the container's address on Docker's bridge (its destination
+//      is the container's port on the bridge, and it was not DNAT'd);
 //   3. Docker's userland proxy (IPv6 on the IPv4-only default bridge, or Docker without
 //      iptables NAT), which accepts on the host itself: INPUT.
 // Every jump matches the ORIGINAL direction only: conntrack's original-destination fields are
@@ -58,7 +58,9 @@ function families(input: FirewallInput): FamilyRules[] {
     const original = "-m conntrack --ctdir ORIGINAL";
     const published = { chain: "DOCKER-USER" as const, match: `-p tcp ${original} --ctorigdst ${input.address} --ctorigdstport ${input.port} -j ${chain}` };
     const proxied = { chain: "INPUT" as const, match: `-d ${input.address} -p tcp --dport ${input.port} ${original} -j ${chain}` };
-    const routed = { chain: "DOCKER-USER" as const, match: `-d ${input.bridgeSubnet} -p tcp --dport ${input.containerPort} ${original} -j ${chain}` };
+    // Not DNAT'd: a published port of another container with the same inside port (a balancer's
+    // nginx beside a GitLab node, both on 80) is that container's business, not this chain's.
+    const routed = { chain: "DOCKER-USER" as const, match: `-d ${input.bridgeSubnet} -p tcp --dport ${input.containerPort} ${original} ! --ctstate DNAT -j ${chain}` };
     const v4Sources = input.sources.filter(s => !isV6(s));
     if (!v6) return [{ tool: "iptables", restore: "iptables-restore", sources: v4Sources, jumps: [published, routed, proxied] }];
     return [

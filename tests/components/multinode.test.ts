@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { before, describe, it } from "node:test";
 import { GITLAB_NFS_MOUNT_OPTIONS } from "../../components/config";
+import { STOP_TIMEOUT_SECONDS } from "../../components/gitlabNode";
 import { classify } from "../../scripts/bench/blastRadius";
 import { evaluate, type Evaluation, type RecordedResource } from "../../scripts/evaluate";
 import { testHostKey, threeNodeConfig } from "../fixtures";
@@ -50,6 +51,52 @@ describe("multi-node correctness", () => {
             }
             assert.equal(pushed[0]!.inputs.stdin, pushed[1]!.inputs.stdin);
             assert.throws(() => node(e, "app1", "-identity"), /no resource named/, "the migration node keeps its own");
+        });
+
+        it("only the migration node may generate a secret: the others never do, so an upgrade cannot make them differ", () => {
+            for (const n of NODES) {
+                const settings = loadGitlabRb(str(node(e, n, "-gitlab-rb"), "stdin"));
+                assert.equal(settings.package?.generate_default_secrets, n === "app1" ? undefined : false, n);
+            }
+        });
+
+        it("a new GitLab image re-reads the migration node's identity and writes it to every other node before its new container starts", async () => {
+            const cfg = threeNodeConfig();
+            cfg.gitlab.image = "gitlab/gitlab-ce:18.4.2-ce.0";
+            const after = await evaluate(cfg);
+            const ops = new Map(classify(e.resources, after.resources).resources.map(r => [r.name, r]));
+            assert.equal(ops.get("gitlab-gitlab-app1")!.op, "replace");
+            // Its triggers hold the new container's id: read again (create), after the new container is ready.
+            assert.equal(ops.get("gitlab-gitlab-app1-read-identity")!.op, "replace", JSON.stringify(ops.get("gitlab-gitlab-app1-read-identity")));
+            for (const n of ["app2", "app3"]) {
+                const write = ops.get(`gitlab-gitlab-${n}-identity`)!;
+                assert.ok(write.op !== "same" && write.changedInputs.includes("stdin"), `${n}: ${JSON.stringify(write)}`);
+                assert.ok(directlyDependsOn(after.byName(`gitlab-gitlab-${n}`), after.byName(`gitlab-gitlab-${n}-identity`)), `${n}'s new container waits for the new identity`);
+            }
+        });
+    });
+
+    describe("Omnibus settings that suit a cluster of containers", () => {
+        it("KAS is off on every node (its private API is on localhost: agent tunnels would break across nodes)", () => {
+            for (const n of NODES) assert.equal(loadGitlabRb(str(node(e, n, "-gitlab-rb"), "stdin")).gitlab_kas?.enable, false, n);
+        });
+
+        it("docker stop gives the Omnibus container's gitlab-ctl stop 300 s, not Docker's default 10 s", () => {
+            for (const n of NODES) assert.equal(node(e, n).inputs.stopTimeout, STOP_TIMEOUT_SECONDS, n);
+            assert.ok(STOP_TIMEOUT_SECONDS >= 120);
+        });
+
+        it("each node's published HTTP and SSH ports admit only the balancer, before the container starts", () => {
+            for (const n of NODES) {
+                for (const [service, port] of [["http", 80], ["ssh", 2222]] as const) {
+                    const fw = node(e, n, `-firewall-${service}`);
+                    const script = str(fw, "create");
+                    assert.match(script, new RegExp(`--ctorigdstport ${port} `), `${n} ${service}`);
+                    // The balancer (edge1, 10.0.0.5) is the only source the chain returns for.
+                    assert.deepEqual([...script.matchAll(/-A GLC-GITLAB-[A-Z]+ -s (\S+) -j RETURN/g)].map(m => m[1]), ["10.0.0.5/32"], `${n} ${service}`);
+                    assert.ok(directlyDependsOn(node(e, n), fw), `${n}'s container waits for its ${service} firewall`);
+                }
+            }
         });
     });
 

@@ -47,14 +47,15 @@ EDGE=${CLUSTER_IP[edge1]} DATA=${CLUSTER_IP[data1]}
 NFS_SERVER_SHARE=(-v "$ITEST_SRV_ROOT/app1/srv:/run/itest-nfs-server/${CLUSTER_IP[app1]}/srv")
 NFS_CLIENT_CAPS=(--cap-add SYS_ADMIN --security-opt apparmor=unconfined)
 mkdir -p "$ITEST_SRV_ROOT/app1/srv"
-# data1's firewall runs in its own namespace, where its services listen (INPUT). Docker's start on
-# a real data host leaves DOCKER-USER and FORWARD's jump to it; the firewall's install refuses a
-# host without them, so data1 starts with what Docker would have left.
-cluster_start_host data1 "$DATA" --cap-add NET_ADMIN \
-  -e ITEST_HOST_PRESTART='iptables -N DOCKER-USER && iptables -A FORWARD -j DOCKER-USER' || itest_die "start data1"
-cluster_start_host app1 "${CLUSTER_IP[app1]}" || itest_die "start app1"
-cluster_start_host app2 "${CLUSTER_IP[app2]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app2"
-cluster_start_host app3 "${CLUSTER_IP[app3]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app3"
+# The host firewalls (data1's services, the GitLab nodes' HTTP and SSH) run in each host's own
+# namespace, where its services listen (INPUT). Docker's start on a real host leaves DOCKER-USER
+# and FORWARD's jump to it; the firewall's install refuses a host without them, so these hosts
+# start with what Docker would have left.
+FIREWALLED=(--cap-add NET_ADMIN -e 'ITEST_HOST_PRESTART=iptables -N DOCKER-USER && iptables -A FORWARD -j DOCKER-USER')
+cluster_start_host data1 "$DATA" "${FIREWALLED[@]}" || itest_die "start data1"
+cluster_start_host app1 "${CLUSTER_IP[app1]}" "${FIREWALLED[@]}" || itest_die "start app1"
+cluster_start_host app2 "${CLUSTER_IP[app2]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app2"
+cluster_start_host app3 "${CLUSTER_IP[app3]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app3"
 cluster_start_host edge1 "$EDGE" || itest_die "start edge1"
 for h in "${!CLUSTER_IP[@]}"; do
   itest_wait_ssh "${CLUSTER_IP[$h]}" 60 || itest_die "no SSH to $h"
@@ -181,8 +182,13 @@ chk_firewall() {
     echo "$DATA:$port: app3 connects, edge1 times out"
   done
   on data1 'iptables -L GLC-REDIS -v -n -x' | awk '$3 == "DROP" && $1 > 0 {found=1} END {exit !found}' || { echo "GLC-REDIS dropped no packet"; return 1; }
+  # The GitLab nodes' published HTTP port admits the balancer only: no way around it and its TLS.
+  local app1=${CLUSTER_IP[app1]}
+  on edge1 "timeout 5 bash -c '</dev/tcp/$app1/80'" || { echo "edge1 (the balancer) cannot connect to $app1:80"; return 1; }
+  if on data1 "timeout 3 bash -c '</dev/tcp/$app1/80'"; then echo "data1 connected to $app1:80 around the balancer"; return 1; fi
+  echo "$app1:80: edge1 connects, data1 times out"
 }
-check "4 firewall (data1): GitLab hosts connect, edge1's packets dropped" chk_firewall
+check "4 firewalls: GitLab hosts reach data1, only the balancer reaches the nodes; others' packets dropped" chk_firewall
 
 # 5. NFS -----------------------------------------------------------------------------------------
 chk_nfs_export() {

@@ -54,7 +54,7 @@ iptables -S`);
         assert.match(afterApply!, /^SAME$/m);
         // Reply packets carry the same original destination: only the ORIGINAL direction may jump.
         assert.match(afterApply!, /^-A DOCKER-USER -p tcp -m conntrack --ctorigdst 10\.0\.0\.21 --ctorigdstport 6379 --ctdir ORIGINAL -j GLC-REDIS$/m);
-        assert.match(afterApply!, /^-A DOCKER-USER -d 172\.17\.0\.0\/16 -p tcp -m tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS$/m);
+        assert.match(afterApply!, /^-A DOCKER-USER -d 172\.17\.0\.0\/16 -p tcp -m tcp --dport 6379 -m conntrack ! --ctstate DNAT --ctdir ORIGINAL -j GLC-REDIS$/m);
         assert.match(afterApply!, /^-A INPUT -d 10\.0\.0\.21\/32 -p tcp -m tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS$/m);
         assert.match(afterApply!, /^-A GLC-REDIS -s 10\.0\.0\.11\/32 -j RETURN$/m);
         assert.match(afterApply!, /^-A GLC-REDIS -j DROP$/m);

@@ -190,6 +190,13 @@ describe("data-host firewall, crossed by real packets (IPv4, Docker's DNAT)", { 
         assert.equal(must(ns.data, "iptables -S"), rules, "a third run leaves the same rules");
     });
 
+    it("another published port whose container listens on the same inside port is not this chain's business", () => {
+        // A balancer's nginx beside a GitLab node: both listen on 80 inside their containers.
+        must(ns.data, `iptables -t nat -A DOCKER -d ${addr.v4.published}/32 ! -i docker0 -p tcp -m tcp --dport ${PUBLISHED_PORT + 1} -j DNAT --to-destination ${addr.v4.container}:${CONTAINER_PORT}`);
+        assert.equal(connects(ns.stranger, addr.v4.published, PUBLISHED_PORT + 1), "connected");
+        assert.equal(connect(ns.stranger, addr.v4.published, PUBLISHED_PORT), "timeout");
+    });
+
     it("a stranger that routes to the container's own address via the data host times out", () => {
         must(ns.stranger, `ip route add 172.17.0.0/16 via 10.77.2.1`);
         must(ns.allowed, `ip route add 172.17.0.0/16 via 10.77.1.1`);

@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 ba621cff53cf7a14132270c4f5f60ce636c359fa92d522ce8d8099e45df1c31b
+# gitlab.rb sha256 d9f7899438de9b92e7b6e2d94fff8fa0a0d8568cbf7931fda195a4e24cf31140
 echo "reconfiguring gitlab-gitlab-app1"
 docker exec gitlab-gitlab-app1 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 846dfdb56f76c4ffcc4f4be4ace194d639e54614a7ec73b4921468ea9bb5af15
+# gitlab.rb sha256 867eef70e8c51a4e78fe41033032f464fd6dc9373bd0b8885527575215f9f627
 echo "reconfiguring gitlab-gitlab-app2"
 docker exec gitlab-gitlab-app2 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

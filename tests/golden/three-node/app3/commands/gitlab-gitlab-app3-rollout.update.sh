@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 c784b7678933275eee03cfabca6cf7abc2d89bc2f5dfa759d14ea7d22fd918f7
+# gitlab.rb sha256 ca76ad6fdc1192748e4aa35fa9bcdda3a315e8294bc2217f0725f16a67841578
 echo "reconfiguring gitlab-gitlab-app3"
 docker exec gitlab-gitlab-app3 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

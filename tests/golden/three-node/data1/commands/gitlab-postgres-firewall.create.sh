@@ -27,7 +27,7 @@ printf '\''%s'\'' '\''*filter
 COMMIT
 '\'' | iptables-restore --noflush
 iptables -C DOCKER-USER -p tcp -m conntrack --ctdir ORIGINAL --ctorigdst 10.0.0.21 --ctorigdstport 5432 -j GLC-POSTGRES 2>/dev/null || iptables -I DOCKER-USER -p tcp -m conntrack --ctdir ORIGINAL --ctorigdst 10.0.0.21 --ctorigdstport 5432 -j GLC-POSTGRES
-iptables -C DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL -j GLC-POSTGRES 2>/dev/null || iptables -I DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL -j GLC-POSTGRES
+iptables -C DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j GLC-POSTGRES 2>/dev/null || iptables -I DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j GLC-POSTGRES
 iptables -C INPUT -d 10.0.0.21 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL -j GLC-POSTGRES 2>/dev/null || iptables -I INPUT -d 10.0.0.21 -p tcp --dport 5432 -m conntrack --ctdir ORIGINAL -j GLC-POSTGRES
 while iptables -D DOCKER-USER -p tcp -m conntrack --ctorigdst 10.0.0.21 --ctorigdstport 5432 -j GLC-POSTGRES 2>/dev/null; do :; done
 echo "firewall GLC-POSTGRES: 3 allowed source(s) for 10.0.0.21:5432"

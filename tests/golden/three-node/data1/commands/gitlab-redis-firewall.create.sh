@@ -27,7 +27,7 @@ printf '\''%s'\'' '\''*filter
 COMMIT
 '\'' | iptables-restore --noflush
 iptables -C DOCKER-USER -p tcp -m conntrack --ctdir ORIGINAL --ctorigdst 10.0.0.21 --ctorigdstport 6379 -j GLC-REDIS 2>/dev/null || iptables -I DOCKER-USER -p tcp -m conntrack --ctdir ORIGINAL --ctorigdst 10.0.0.21 --ctorigdstport 6379 -j GLC-REDIS
-iptables -C DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS 2>/dev/null || iptables -I DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS
+iptables -C DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j GLC-REDIS 2>/dev/null || iptables -I DOCKER-USER -d 172.17.0.0/16 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j GLC-REDIS
 iptables -C INPUT -d 10.0.0.21 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS 2>/dev/null || iptables -I INPUT -d 10.0.0.21 -p tcp --dport 6379 -m conntrack --ctdir ORIGINAL -j GLC-REDIS
 while iptables -D DOCKER-USER -p tcp -m conntrack --ctorigdst 10.0.0.21 --ctorigdstport 6379 -j GLC-REDIS 2>/dev/null; do :; done
 echo "firewall GLC-REDIS: 3 allowed source(s) for 10.0.0.21:6379"

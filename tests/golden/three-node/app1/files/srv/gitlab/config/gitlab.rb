@@ -5,6 +5,9 @@ external_url 'https://gitlab.example.com'
 # Exactly one node migrates the database; the others start after it is ready.
 gitlab_rails['auto_migrate'] = true
 
+# KAS keeps its private API on localhost: agent tunnels would break across nodes.
+gitlab_kas['enable'] = false
+
 # External PostgreSQL
 postgresql['enable'] = false
 gitlab_rails['db_host'] = '10.0.0.21'

@@ -4,6 +4,12 @@ external_url 'https://gitlab.example.com'
 
 # Exactly one node migrates the database; the others start after it is ready.
 gitlab_rails['auto_migrate'] = false
+# Secrets come from the migration node's gitlab-secrets.json only: a reconfigure here must
+# never generate one of its own (after an upgrade that adds a secret, nodes would differ).
+package['generate_default_secrets'] = false
+
+# KAS keeps its private API on localhost: agent tunnels would break across nodes.
+gitlab_kas['enable'] = false
 
 # External PostgreSQL
 postgresql['enable'] = false
