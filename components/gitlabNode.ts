@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
 import type { HostCommand, HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { GITLAB_SHARED_DIRECTORIES } from "./render/nfs";
+import { GITLAB_SHARED_DIRECTORIES, SHARE_SENTINEL, SHARE_SENTINEL_IN_CONTAINER, shareGuardEntrypoint } from "./render/nfs";
 import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeFileScript, writeIdentityScript } from "./render/scripts";
 
 const HTTP_PORT = 80;
@@ -80,13 +80,16 @@ export class GitlabNode extends pulumi.ComponentResource {
             }, { parent: this }));
         }
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
-        const shared = args.sharedRoot === undefined ? [] : GITLAB_SHARED_DIRECTORIES.map(d => ({
-            hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath,
-        }));
+        const shared = args.sharedRoot === undefined ? [] : [
+            ...GITLAB_SHARED_DIRECTORIES.map(d => ({ hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath })),
+            { hostPath: `${args.sharedRoot}/${SHARE_SENTINEL}`, containerPath: SHARE_SENTINEL_IN_CONTAINER, readOnly: true },
+        ];
         this.container = new docker.Container(name, {
             name: this.containerName,
             hostname: args.host.name,
             image: image.imageId,
+            // With shared storage: never start on an empty mount point (a reboot whose NFS mount failed).
+            ...(args.sharedRoot === undefined ? {} : { entrypoints: shareGuardEntrypoint(args.sharedRoot) }),
             restart: "unless-stopped",
             ports: [
                 { internal: HTTP_PORT, external: HTTP_PORT, ip: args.host.address },

@@ -1,4 +1,5 @@
 // /etc/exports entry and fstab line for the shared GitLab directories.
+import { shellQuote } from "./quote";
 
 /** What GitLab shares between nodes, relative to the export root, and where each sits in the container. */
 export const GITLAB_SHARED_DIRECTORIES: readonly { readonly dir: string; readonly containerPath: string }[] = [
@@ -10,6 +11,34 @@ export const GITLAB_SHARED_DIRECTORIES: readonly { readonly dir: string; readonl
 ];
 
 export const EXPORT_OPTIONS = "rw,sync,no_root_squash,no_subtree_check";
+
+/**
+ * A directory at the export's root holding a file that says "this is the shared storage". Each
+ * GitLab node mounts the directory read-only and refuses to start without the file
+ * (shareGuardEntrypoint): after a reboot whose NFS mount failed (`nofail`), the mount point is
+ * an empty local directory, and GitLab would otherwise start on it and create fresh, empty
+ * storage that users push into. A directory, not the file itself: Docker makes a directory at a
+ * missing bind source, and a file's mount point cannot take it (the start fails before the guard
+ * runs, and the restart policy never tries again).
+ */
+export const SHARE_SENTINEL = ".gitlab-cluster-share";
+/** The file inside SHARE_SENTINEL. */
+export const SHARE_SENTINEL_FILE = "this-is-the-shared-storage";
+/** Where a node's container sees the SHARE_SENTINEL directory. */
+export const SHARE_SENTINEL_IN_CONTAINER = "/etc/gitlab-cluster/share";
+/** The Omnibus image's own start command (its Dockerfile: `CMD ["/assets/wrapper"]`, no ENTRYPOINT). */
+export const OMNIBUS_WRAPPER = "/assets/wrapper";
+
+/**
+ * The GitLab container's entrypoint when it uses shared storage: start Omnibus only when the
+ * sentinel file is there. Unmounted, Docker creates an empty directory at the missing bind source;
+ * the container starts, the guard exits, and the restart policy tries again until the share is back.
+ */
+export function shareGuardEntrypoint(sharedRoot: string, sentinel = `${SHARE_SENTINEL_IN_CONTAINER}/${SHARE_SENTINEL_FILE}`, wrapper = OMNIBUS_WRAPPER): string[] {
+    const message = `gitlab-cluster: the shared storage is not mounted on this host (${sharedRoot}/${SHARE_SENTINEL}/${SHARE_SENTINEL_FILE} is missing): ` +
+        `not starting GitLab on empty directories. Mount it (mount ${sharedRoot}); Docker retries the start.`;
+    return ["/bin/sh", "-c", `if [ ! -f ${shellQuote(sentinel)} ]; then echo ${shellQuote(message)} >&2; exit 1; fi\nexec ${shellQuote(wrapper)}`];
+}
 
 /** One exports(5) line: the path, then each client address with GitLab's options. Never `*`. */
 export function renderExports(exportPath: string, clientAddresses: readonly string[]): string {

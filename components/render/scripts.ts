@@ -1,6 +1,7 @@
 // POSIX sh scripts run on the hosts by the remote (or local) commands. Each is idempotent:
 // a second run with the same inputs changes nothing. Secrets never appear here: they arrive
 // on stdin.
+import { SHARE_SENTINEL, SHARE_SENTINEL_FILE } from "./nfs";
 import { shellQuote } from "./quote";
 
 const HEADER = "#!/bin/sh\nset -eu\n";
@@ -86,6 +87,9 @@ export function nfsExportScript(input: NfsExportScriptInput): string {
     const dirs = input.directories.map(d => shellQuote(`${input.exportPath}/${d}`)).join(" ");
     return `${HEADER}${installIfMissing("exportfs", "nfs-kernel-server", "nfs-utils")}
 mkdir -p ${shellQuote(input.exportPath)} ${dirs}
+# The nodes start only where this file is: on the share, not on an empty mount point.
+mkdir -p ${shellQuote(`${input.exportPath}/${SHARE_SENTINEL}`)}
+[ -f ${shellQuote(`${input.exportPath}/${SHARE_SENTINEL}/${SHARE_SENTINEL_FILE}`)} ] || printf '%s\n' 'gitlab-cluster shared storage: GitLab nodes start only where this file is. Do not delete.' > ${shellQuote(`${input.exportPath}/${SHARE_SENTINEL}/${SHARE_SENTINEL_FILE}`)}
 # GitLab advises turning off lease delegation on the NFS server.
 printf '%s\\n' 'fs.leases-enable = 0' > ${NFS_SYSCTL_FILE}
 sysctl -q -w fs.leases-enable=0 || echo "could not set fs.leases-enable now (containerised host?); it is set for the next boot"

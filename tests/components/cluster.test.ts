@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { DEFAULT_IMAGES } from "../../components/config";
-import { GITLAB_SHARED_DIRECTORIES } from "../../components/render/nfs";
+import { GITLAB_SHARED_DIRECTORIES, SHARE_SENTINEL_IN_CONTAINER } from "../../components/render/nfs";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
 import { TEST_PRIVATE_KEY, TEST_TLS_KEY, threeNodeConfig } from "../fixtures";
@@ -100,7 +100,8 @@ describe("three-node cluster under mocks", () => {
             const c = e.byName(`gitlab-gitlab-${node}`);
             const volumes = c.inputs.volumes as { hostPath: string; containerPath: string }[];
             const shared = volumes.filter(v => v.hostPath.startsWith("/srv/gitlab-nfs/"));
-            assert.deepEqual(shared.map(v => v.containerPath), GITLAB_SHARED_DIRECTORIES.map(d => d.containerPath));
+            // GitLab's shared directories, then the share's read-only marker (the start guard's; nothing of GitLab's).
+            assert.deepEqual(shared.map(v => v.containerPath), [...GITLAB_SHARED_DIRECTORIES.map(d => d.containerPath), SHARE_SENTINEL_IN_CONTAINER]);
             assert.deepEqual(volumes.filter(v => !v.hostPath.startsWith("/srv/gitlab-nfs/")).map(v => v.containerPath), ["/etc/gitlab", "/var/log/gitlab", "/var/opt/gitlab"]);
             const address = `10.0.0.1${node.slice(-1)}`;
             assert.deepEqual((c.inputs.ports as { internal: number; external: number; ip: string }[]).map(p => [p.internal, p.external, p.ip]), [[80, 80, address], [22, 2222, address]]);

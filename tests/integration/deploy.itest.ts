@@ -57,8 +57,17 @@ function sshRun(host: string, address: string, script: string, stdin: string | u
     const args = ["-i", path.join(dir, `${host}.key`), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${path.join(dir, `${host}.known_hosts`)}`,
         "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", `root@${address}`, script];
+    return runProcess("ssh", args, stdin, process.env, timeoutS);
+}
+
+/** A `local.Command` runs on the machine that runs Pulumi, with its `environment`: so does the test. */
+function localRun(script: string, stdin: string | undefined, environment: Record<string, string> | undefined): Promise<Result> {
+    return runProcess("/bin/sh", ["-c", script], stdin, { ...process.env, ...environment }, STEP_TIMEOUT_S);
+}
+
+function runProcess(program: string, args: string[], stdin: string | undefined, environment: NodeJS.ProcessEnv, timeoutS: number): Promise<Result> {
     return new Promise((resolve, reject) => {
-        const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+        const child = spawn(program, args, { stdio: ["pipe", "pipe", "pipe"], env: environment });
         let stdout = "";
         let stderr = "";
         const timer = setTimeout(() => { stderr += `\n[itest] killed after ${timeoutS}s`; child.kill("SIGKILL"); }, timeoutS * 1000);
@@ -112,7 +121,7 @@ interface Volume { hostPath?: string; volumeName?: string; containerPath: string
 interface Port { internal: number; external: number; ip?: string }
 interface Healthcheck { tests: string[]; interval?: string; timeout?: string; retries?: number; startPeriod?: string }
 
-const HANDLED_INPUTS = new Set(["name", "image", "command", "envs", "restart", "ports", "volumes", "healthcheck", "shmSize", "hostname", "wait", "waitTimeout"]);
+const HANDLED_INPUTS = new Set(["name", "image", "command", "entrypoints", "envs", "restart", "ports", "volumes", "healthcheck", "shmSize", "stopTimeout", "hostname", "wait", "waitTimeout"]);
 
 /** The official image a container runs: its RemoteImage dependency's `name`. */
 function officialImage(evaluation: Evaluation, c: ManifestContainer): string {
@@ -186,6 +195,8 @@ async function startContainer(evaluation: Evaluation, c: ManifestContainer, out:
     const body = {
         Image: image,
         ...(inputs.command !== undefined ? { Cmd: inputs.command } : {}),
+        ...(inputs.entrypoints !== undefined ? { Entrypoint: inputs.entrypoints } : {}),
+        ...(inputs.stopTimeout !== undefined ? { StopTimeout: Number(inputs.stopTimeout) } : {}),
         Env: envs,
         Labels: { [LABEL]: "1", [`${LABEL}.run`]: env("ITEST_RUN_ID"), [`${LABEL}.standin-for`]: official },
         ...(hc ? { Healthcheck: { Test: hc.tests, Interval: durationNs(hc.interval), Timeout: durationNs(hc.timeout), Retries: hc.retries ?? 0, StartPeriod: durationNs(hc.startPeriod) } } : {}),
@@ -263,13 +274,18 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
                         out.push(`stdin: the real stdout of ${d} (${stdin?.length ?? 0} bytes), in place of the mocked one`);
                     }
                 }
-                const address = evaluation.config.hosts[c.host]!.address;
-                let r = await sshRun(c.host, address, c.create ?? "true", stdin);
+                const host = evaluation.config.hosts[c.host];
+                const environment = evaluation.byName(c.resource).inputs.environment as Record<string, string> | undefined;
+                const run = () => host === undefined
+                    ? localRun(c.create ?? "true", stdin, environment)
+                    : sshRun(c.host, host.address, c.create ?? "true", stdin);
+                if (host === undefined && evaluation.byName(c.resource).type !== "command:local:Command") throw new Error(`${c.resource}: host ${c.host} is not in the inventory`);
+                let r = await run();
                 if (r.code !== 0 && APT_NETWORK_ERROR.test(r.stdout + r.stderr)) {
                     // Debian's mirror, not the program, failed: run the (idempotent) script once more, as one would re-run `pulumi up`.
                     out.push(`RETRY after a package mirror error: ${(APT_NETWORK_ERROR.exec(r.stdout + r.stderr) ?? [""])[0]}`);
                     await new Promise(res => setTimeout(res, 5000));
-                    r = await sshRun(c.host, address, c.create ?? "true", stdin);
+                    r = await run();
                 }
                 stdoutOf.set(c.resource, r.stdout);
                 const secret = c.resource.endsWith("-read-identity");

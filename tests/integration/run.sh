@@ -219,6 +219,25 @@ chk_nfs_share() {   # the fstab line is the program's; the file system under it 
   echo "a file written by app2's GitLab container is read by app1's and app3's"
 }
 check "5 nfs: fstab entry + mount (stand-in): app1..3 share git-data" chk_nfs_share
+chk_share_guard() {   # a reboot whose NFS mount failed (nofail): the node must not start on the empty mount point
+  local out
+  echo "stands in for that reboot: stop app2's node, unmount the share, start the node (as Docker's restart policy would)"
+  on app2 'docker stop -t 60 gitlab-gitlab-app2 >/dev/null && umount /srv/gitlab-nfs && ! mountpoint -q /srv/gitlab-nfs' || { echo "could not take the share away"; return 1; }
+  on app2 'docker start gitlab-gitlab-app2 >/dev/null 2>&1; sleep 5' || true
+  out=$(on app2 'docker logs --tail 20 gitlab-gitlab-app2 2>&1 | grep -m1 "not starting GitLab on empty directories"') || { echo "app2 did not refuse to start"; return 1; }
+  echo "app2 (share away): $out"
+  if on app2 'docker exec gitlab-gitlab-app2 curl -fsS -m 5 -o /dev/null http://127.0.0.1/-/readiness' 2>/dev/null; then echo "app2 answered /-/readiness on empty directories"; return 1; fi
+  on app2 '[ ! -e /srv/gitlab-nfs/git-data/repositories ] && [ ! -e /srv/gitlab-nfs/.gitlab-cluster-share/this-is-the-shared-storage ]' || { echo "something wrote into the empty mount point"; return 1; }
+  echo "app2 (share away): not ready, nothing written into the empty mount point"
+  on app2 'mount /srv/gitlab-nfs && [ -f /srv/gitlab-nfs/.gitlab-cluster-share/this-is-the-shared-storage ]' || { echo "could not mount the share again"; return 1; }
+  # No `docker start`: the restart policy alone brings the node up once the share is back.
+  node -e '
+    const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    process.stdout.write(m.commands.find(c => c.resource === "gitlab-gitlab-app2-ready").create);' "$ITEST_WORK/manifest.json" > "$ITEST_WORK/app2-ready.sh"
+  on app2 'sh -s' < "$ITEST_WORK/app2-ready.sh" || return 1
+  on app2 'docker exec gitlab-gitlab-app2 test -f /etc/gitlab-cluster/share/this-is-the-shared-storage' && echo "app2 (share back): ready on the shared storage, started by its restart policy"
+}
+check "5 nfs: a node never starts on an unmounted share, and starts by itself once it is back" chk_share_guard
 
 # 6. the balancer --------------------------------------------------------------------------------
 chk_lb_spread_failover() {

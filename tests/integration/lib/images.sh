@@ -7,6 +7,7 @@
 #   build_all_images     # sets IMG_BASE IMG_SSHD IMG_HOST IMG_STANDIN IMG_*_STANDIN (+ IMG_DATA IMG_LB with ITEST_PHASE1=1)
 #   build_base_image     # gitlab-cluster-test/base:bookworm (skipped if present)
 #   build_image NAME PARENT_REF   # images/NAME/ -> gitlab-cluster-test/NAME:h-<hash>
+#   build_dockerhost_images       # build_all_images + IMG_DOCKERHOST (hosts with their own dockerd)
 #
 # Tags: gitlab-cluster-test/NAME:h-<12 hex> where the hash covers every file in
 # images/NAME/ (names + contents) and the parent image's ID, so editing a
@@ -136,4 +137,12 @@ build_all_images() {
     IMG_LB=$(build_image lb "$IMG_SSHD") || itest_die "image lb"
   fi
   export IMG_BASE IMG_SSHD IMG_HOST IMG_STANDIN IMG_PG_STANDIN IMG_REDIS_STANDIN IMG_NGINX_STANDIN IMG_DATA IMG_LB
+}
+
+# build_dockerhost_images: build_all_images plus IMG_DOCKERHOST, the host image with its own
+# dockerd (lib/dockerhost.sh); apart, so run.sh does not build it.
+build_dockerhost_images() {
+  build_all_images
+  IMG_DOCKERHOST=$(build_image dockerhost "$IMG_HOST") || itest_die "image dockerhost"
+  export IMG_DOCKERHOST
 }

@@ -13,6 +13,10 @@ if ! command -v exportfs >/dev/null 2>&1 && [ ! -x /usr/sbin/exportfs ] && [ ! -
     fi
 fi
 mkdir -p /srv/gitlab-nfs /srv/gitlab-nfs/git-data /srv/gitlab-nfs/uploads /srv/gitlab-nfs/shared /srv/gitlab-nfs/builds /srv/gitlab-nfs/ssh
+# The nodes start only where this file is: on the share, not on an empty mount point.
+mkdir -p /srv/gitlab-nfs/.gitlab-cluster-share
+[ -f /srv/gitlab-nfs/.gitlab-cluster-share/this-is-the-shared-storage ] || printf '%s
+' 'gitlab-cluster shared storage: GitLab nodes start only where this file is. Do not delete.' > /srv/gitlab-nfs/.gitlab-cluster-share/this-is-the-shared-storage
 # GitLab advises turning off lease delegation on the NFS server.
 printf '%s\n' 'fs.leases-enable = 0' > /etc/sysctl.d/90-gitlab-cluster-nfs.conf
 sysctl -q -w fs.leases-enable=0 || echo "could not set fs.leases-enable now (containerised host?); it is set for the next boot"
