@@ -11,6 +11,7 @@ import { NginxLoadBalancer } from "./nginxLoadBalancer";
 import { PostgresNode } from "./postgresNode";
 import { RedisNode } from "./redisNode";
 import { renderGitlabRb } from "./render/gitlabRb";
+import { railsNodeDatabaseClients } from "./render/postgres";
 
 export interface GitlabClusterArgs {
     readonly config: ClusterConfig;
@@ -85,6 +86,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
             host: connect(cfg.roles.postgres), image: cfg.postgres.image, port: cfg.postgres.port,
             database: cfg.postgres.database, user: cfg.postgres.user, dataRoot: cfg.postgres.dataRoot,
             clientRanges: unique(gitlabHosts.flatMap(g => sourceRanges(g, host(cfg.roles.postgres)))),
+            gitlabNodes: gitlabHosts.length, gitlabNodeClients: railsNodeDatabaseClients(cfg.gitlab.omnibus, cfg.postgres.pumaWorkersPerNode),
+            maxConnections: cfg.postgres.maxConnections,
         }, { parent: this });
 
         let sharedRoot: string | undefined;
@@ -118,11 +121,10 @@ export class GitlabCluster extends pulumi.ComponentResource {
                 redis: { host: this.redis.address, port: this.redis.port, password: redisPassword },
                 balancerSources: sourceRanges(lbHost, node),
                 sshPort: cfg.loadBalancer.sshPort,
-                gitUid: cfg.gitlab.gitUid,
-                gitGid: cfg.gitlab.gitGid,
                 initialRootPassword: migrationNode ? root : undefined,
                 backupKeepTimeSeconds: node.name === backupNode && cfg.backup ? cfg.backup.keepDays * 86400 : undefined,
                 rails: cfg.gitlab.rails,
+                omnibus: cfg.gitlab.omnibus,
             })));
 
         const nodes: GitlabNode[] = [];
@@ -160,6 +162,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
                 schedule: cfg.backup.schedule,
                 keepDays: cfg.backup.keepDays,
                 target: cfg.backup.target ? { ...cfg.backup.target, host: connect(cfg.backup.target.host) } : undefined,
+                secretsTarget: cfg.backup.secretsTarget ? { ...cfg.backup.secretsTarget, host: connect(cfg.backup.secretsTarget.host) } : undefined,
+                dataHost: nfsServer ?? backupNode,
                 startAfter: [nodes[index]!.ready],
             }, { parent: this });
         }

@@ -5,7 +5,10 @@ import { BlockList, isIP } from "node:net";
 import { posix } from "node:path";
 import { z } from "zod";
 import { DEFAULT_MAX_ARCHIVE_GIB, DEFAULT_MIN_FREE_GIB } from "./render/backup";
-import { MANAGED_RAILS_KEYS } from "./render/gitlabRb";
+import { MANAGED_RAILS_KEYS, omnibusSettingProblems } from "./render/gitlabRb";
+import { UPSTREAM_CONNECT_TIMEOUT_DEFAULT_SECONDS, UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS } from "./render/nginxConf";
+import { RUBY_MAX_DEPTH } from "./render/quote";
+import { DEFAULT_ASSUMED_PUMA_WORKERS, POSTGRES_MAX_BACKENDS, railsNodeDatabaseClients, SUPERUSER_RESERVED_CONNECTIONS } from "./render/postgres";
 
 export const CONFIG_NAMESPACE = "gitlab-cluster";
 
@@ -229,6 +232,10 @@ function isPlainUrlHost(u: string): boolean {
     const url = new URL(u);
     return url.username === "" && url.password === "" && (/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(url.hostname) || /^\[[0-9a-fA-F:.]+\]$/.test(url.hostname));
 }
+/** A key that was removed: a stack that still sets it is told why, not only "unknown key". */
+const removedKey = (why: string) => z.never({ error: `was removed: ${why}; delete it` }).optional();
+const GIT_IDS_REMOVED = "the GitLab Docker image ignores user['uid'] and user['gid'] (it sets manage_accounts['enable'] = false) and its git user is 998:998 on every node, which is what the NFS share needs";
+
 const gitlabSchema = z.strictObject({
     image: gitlabImage,
     externalUrl: z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" })
@@ -236,15 +243,18 @@ const gitlabSchema = z.strictObject({
         .refine(isPlainUrlHost, "must name its host by DNS name or address, with no user or password in it"),
     /** Host directory holding config/, logs/ and data/ of the Omnibus container. */
     dataRoot: ownPath("/srv/gitlab").default("/srv/gitlab"),
-    /** Fixed uid/gid of the `git` user on every node, as NFS requires. */
-    gitUid: z.number().int().min(100).max(65000).default(998),
-    gitGid: z.number().int().min(100).max(65000).default(998),
+    gitUid: removedKey(GIT_IDS_REMOVED),
+    gitGid: removedKey(GIT_IDS_REMOVED),
     /** Port each node's container SSH is published on (the host's own sshd keeps 22). */
     nodeSshPort: port.default(2222),
     /** How long to wait for a node's /-/readiness after start or reconfigure. */
     readinessTimeoutSeconds: z.number().int().min(30).max(7200).default(1200),
     /** Extra `gitlab_rails['<key>'] = value` settings. */
     rails: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, "must be a gitlab_rails key: lower-case letters, digits, '_'"), railsValue).default({}),
+    /** Any Omnibus setting the program does not manage: `{ puma: { worker_processes: 4 } }` is `puma['worker_processes'] = 4`. */
+    omnibus: z.record(z.string(), z.unknown()).superRefine((omnibus, ctx) => {
+        for (const p of omnibusSettingProblems(omnibus)) ctx.addIssue({ code: "custom", path: [...p.path], message: p.message });
+    }).transform(omnibus => omnibus as Record<string, Record<string, unknown>>).default({}),
 });
 
 /** Role names PostgreSQL reserves, and pg_hba.conf keywords (`all` there would admit every role). */
@@ -264,6 +274,10 @@ const postgresSchema = z.strictObject({
         .default("gitlabhq_production"),
     user: postgresRole.default("gitlab"),
     dataRoot: ownPath("/srv/gitlab-cluster/postgres").default("/srv/gitlab-cluster/postgres"),
+    /** Replaces the max_connections derived from the GitLab nodes (components/render/postgres.ts). */
+    maxConnections: z.number().int().min(SUPERUSER_RESERVED_CONNECTIONS + 1).max(POSTGRES_MAX_BACKENDS).optional(),
+    /** Puma workers per GitLab node, for max_connections when gitlab.rb does not set them (Omnibus: one per CPU core). */
+    pumaWorkersPerNode: z.number().int().min(1).max(1024).default(DEFAULT_ASSUMED_PUMA_WORKERS),
 });
 
 const redisSchema = z.strictObject({
@@ -300,7 +314,10 @@ const loadBalancerSchema = z.strictObject({
     configRoot: ownPath("/srv/gitlab-cluster/nginx").default("/srv/gitlab-cluster/nginx"),
     tls: tlsSchema.optional(),
     proxyReadTimeoutSeconds: z.number().int().min(1).max(86400).default(3600),
-    proxyConnectTimeoutSeconds: z.number().int().min(1).max(3600).default(300),
+    /** A node that is off drops the connection attempt: every request sent to it waits this out. */
+    proxyConnectTimeoutSeconds: z.number().int().min(1)
+        .max(UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS, `must be at most ${UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS}: a GitLab node that is off or hung drops the connection attempt, and every request the balancer sends it waits out this timeout before trying the next node`)
+        .default(UPSTREAM_CONNECT_TIMEOUT_DEFAULT_SECONDS),
 });
 
 /** Five-field cron: minute hour day-of-month month day-of-week, numbers, ranges, lists and steps. */
@@ -319,20 +336,25 @@ export function isCronSchedule(s: string): boolean {
     }));
 }
 
+/**
+ * An off-host copy: a host of the inventory and an absolute path there; the receiver refuses an
+ * archive larger than maxArchiveGiB, or one that would leave less than minFreeGiB free.
+ */
+const offHostCopySchema = (examplePath: string) => z.strictObject({
+    host: hostName, path: ownPath(examplePath),
+    maxArchiveGiB: z.number().positive().max(1_000_000).default(DEFAULT_MAX_ARCHIVE_GIB),
+    minFreeGiB: z.number().min(0).max(1_000_000).default(DEFAULT_MIN_FREE_GIB),
+});
+
 const backupSchema = z.strictObject({
     /** The GitLab host that backs up; default the migration node. */
     node: hostName.optional(),
     schedule: z.string().refine(isCronSchedule, "must be a five-field cron schedule such as '0 3 * * *'").default("0 3 * * *"),
     keepDays: z.number().int().min(1).max(3650).default(7),
-    /**
-     * Optional off-host copy: a host of the inventory and an absolute path there; the receiver
-     * refuses an archive larger than maxArchiveGiB, or one that would leave less than minFreeGiB free.
-     */
-    target: z.strictObject({
-        host: hostName, path: ownPath("/srv/gitlab-backups"),
-        maxArchiveGiB: z.number().positive().max(1_000_000).default(DEFAULT_MAX_ARCHIVE_GIB),
-        minFreeGiB: z.number().min(0).max(1_000_000).default(DEFAULT_MIN_FREE_GIB),
-    }).optional(),
+    /** Optional off-host copy of the data archives (and of the /etc/gitlab archives when there is no secretsTarget). */
+    target: offHostCopySchema("/srv/gitlab-backups").optional(),
+    /** Optional off-host copy of the /etc/gitlab archives (gitlab-secrets.json, gitlab.rb): on another host than target. */
+    secretsTarget: offHostCopySchema("/srv/gitlab-secrets-backups").optional(),
 });
 
 export const clusterConfigSchema = z.strictObject({
@@ -388,6 +410,8 @@ export const SECRET_KEY_PATHS: readonly (readonly (string | RegExp)[])[] = [
     ["hosts", /^/, "ssh", "privateKey"],
     ["loadBalancer", "tls", "privateKey"],
     ["gitlab", "rails", SECRET_RAILS_KEY],
+    // gitlab.omnibus.<name>.<key>..., a secret-named key at any depth (LDAP's password, OmniAuth's app_secret).
+    ...Array.from({ length: RUBY_MAX_DEPTH + 1 }, (_, depth) => ["gitlab", "omnibus", /^/, ...Array<RegExp>(depth).fill(/^/), SECRET_RAILS_KEY]),
 ];
 
 const keyMatches = (segment: string | RegExp, key: PropertyKey) => (typeof segment === "string" ? segment === String(key) : segment.test(String(key)));
@@ -472,8 +496,11 @@ export function parseClusterConfig(raw: Record<string, unknown>, secrets: Secret
 }
 
 /** The secret keys a configuration sets, each with the command that stores it encrypted. */
-function secretKeysSet(cfg: ParsedConfig): { path: string[]; fix: string }[] {
-    const set: { path: string[]; fix: string }[] = [];
+/** `["gitlab", "omnibus", "x", 0, "y"]` -> `gitlab.omnibus.x[0].y`, as secretLeaves and `pulumi config set --path` write it. */
+const dottedPath = (path: readonly (string | number)[]) => path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i > 0 ? "." : ""}${p}`)).join("");
+
+function secretKeysSet(cfg: ParsedConfig): { path: (string | number)[]; fix: string }[] {
+    const set: { path: (string | number)[]; fix: string }[] = [];
     if (cfg.ssh.privateKey !== undefined) set.push({ path: ["ssh", "privateKey"], fix: "pulumi config set --secret --path ssh.privateKey < key" });
     for (const [name, h] of Object.entries(cfg.hosts)) {
         if (h.ssh?.privateKey !== undefined) set.push({ path: ["hosts", name, "ssh", "privateKey"], fix: `pulumi config set --secret --path 'hosts.${name}.ssh.privateKey' < key` });
@@ -482,6 +509,13 @@ function secretKeysSet(cfg: ParsedConfig): { path: string[]; fix: string }[] {
     for (const key of Object.keys(cfg.gitlab.rails)) {
         if (isSecretKeyPath(["gitlab", "rails", key])) set.push({ path: ["gitlab", "rails", key], fix: `pulumi config set --secret --path 'gitlab.rails.${key}'` });
     }
+    // Strings only under gitlab.omnibus: a number or a switch under a secret-looking name is no secret.
+    const walk = (value: unknown, path: (string | number)[]): void => {
+        if (typeof value === "string" && isSecretKeyPath(path)) set.push({ path, fix: `pulumi config set --secret --path '${dottedPath(path)}'` });
+        else if (Array.isArray(value)) value.forEach((v: unknown, i) => walk(v, [...path, i]));
+        else if (value !== null && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(v, [...path, k]);
+    };
+    walk(cfg.gitlab.omnibus, ["gitlab", "omnibus"]);
     return set;
 }
 
@@ -513,12 +547,25 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
         problems.push(`${keyPath(["backup", "node"])}: "${cfg.backup.node}" must be one of the GitLab hosts (${cfg.roles.gitlab.join(", ")})`);
     }
     known(["backup", "target", "host"], cfg.backup?.target?.host);
+    known(["backup", "secretsTarget", "host"], cfg.backup?.secretsTarget?.host);
+    const secretsHost = cfg.backup?.secretsTarget?.host;
+    if (secretsHost !== undefined && secretsHost === cfg.backup?.target?.host) {
+        problems.push(`${keyPath(["backup", "secretsTarget", "host"])}: "${secretsHost}" is also ${keyPath(["backup", "target", "host"])}: the /etc/gitlab archives ` +
+            "(gitlab-secrets.json, gitlab.rb with every password) decrypt the data archives and must be stored apart from them, as GitLab's backup docs say; name another host");
+    }
+    if (secretsHost !== undefined && secretsHost === (cfg.backup?.node ?? cfg.roles.gitlab[0])) {
+        problems.push(`${keyPath(["backup", "secretsTarget", "host"])}: "${secretsHost}" is the backup node, which keeps its own copy in <gitlab.dataRoot>/etc-backups; name another host`);
+    }
 
     for (const key of Object.keys(cfg.gitlab.rails)) {
         if (MANAGED_RAILS_KEYS.includes(key)) {
             problems.push(`${keyPath(["gitlab", "rails", key])}: is set by the program (from the cluster's topology and generated secrets) and cannot be overridden`);
         }
     }
+    // The schema checked gitlab.omnibus on its own; what is left is its overlap with gitlab.rails.
+    for (const p of omnibusSettingProblems(cfg.gitlab.omnibus, cfg.gitlab.rails)) problems.push(`${keyPath(["gitlab", "omnibus", ...p.path])}: ${p.message}`);
+    // Puma's and Sidekiq's settings also size PostgreSQL's max_connections: they must be countable.
+    try { railsNodeDatabaseClients(cfg.gitlab.omnibus, cfg.postgres.pumaWorkersPerNode); } catch (err) { problems.push((err as Error).message); }
     const families = new Set(Object.values(cfg.hosts).map(h => (h.address.includes(":") ? "IPv6" : "IPv4")));
     if (families.size > 1) {
         problems.push(`${keyPath(["hosts"])}: mixes IPv4 and IPv6 addresses; give every host an address of one family (access rules and firewalls compare them)`);
@@ -562,7 +609,7 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
     }
     // Each secret key on its own: a stack may hold one host's key encrypted and another's in plain text.
     for (const { path, fix } of secretKeysSet(cfg)) {
-        if (!secrets.isSecret(path.join("."))) problems.push(`${keyPath(path)}: is stored in plain text; set it with \`${fix}\``);
+        if (!secrets.isSecret(dottedPath(path))) problems.push(`${keyPath(path)}: is stored in plain text; set it with \`${fix}\``);
     }
     const https = new URL(cfg.gitlab.externalUrl).protocol === "https:";
     if (https && cfg.loadBalancer.tls === undefined) {

@@ -30,7 +30,9 @@ export interface NginxLoadBalancerArgs {
     readonly sshPort: number;
     /** TLS certificate chain and key (secret); TLS ends here when set. */
     readonly tls?: { readonly certificate: pulumi.Input<string>; readonly privateKey: pulumi.Input<string> };
+    /** Read and send timeout to the nodes, for long requests (clones, pushes, long polling). */
     readonly proxyReadTimeoutSeconds: number;
+    /** Connect timeout to a node (at most UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS): a node that is off waits it out per request. */
     readonly proxyConnectTimeoutSeconds: number;
     /** Resources that must be done before traffic is sent (the nodes' readiness). */
     readonly startAfter?: readonly pulumi.Resource[];

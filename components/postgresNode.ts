@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { postgresCommand, renderGitlabRoleSql, renderPgHba } from "./render/postgres";
+import { postgresCommand, postgresConnectionDemand, postgresMaxConnections, postgresServerArgs, renderGitlabRoleSql, renderPgHba, type RailsNodeDatabaseClients } from "./render/postgres";
 import { shellQuote } from "./render/quote";
 import { whenContainerExists, writeFileScript } from "./render/scripts";
 
@@ -28,6 +28,12 @@ export interface PostgresNodeArgs {
     readonly dataRoot: string;
     /** Address ranges the GitLab nodes connect from: pg_hba admits and the host firewall lets in only these. */
     readonly clientRanges: readonly string[];
+    /** How many GitLab nodes connect: with `gitlabNodeClients`, it sizes max_connections. */
+    readonly gitlabNodes: number;
+    /** The processes of each GitLab node that hold database connections. */
+    readonly gitlabNodeClients: RailsNodeDatabaseClients;
+    /** Replaces the derived max_connections. */
+    readonly maxConnections?: number;
 }
 
 export class PostgresNode extends pulumi.ComponentResource {
@@ -37,6 +43,8 @@ export class PostgresNode extends pulumi.ComponentResource {
     readonly port: number;
     readonly database: string;
     readonly user: string;
+    /** The server's max_connections: derived from the GitLab nodes, or the configured override. */
+    readonly maxConnections: number;
     readonly container: docker.Container;
     /** Done when the role, database and extensions exist: GitLab may connect. */
     readonly ready: pulumi.Resource;
@@ -45,6 +53,12 @@ export class PostgresNode extends pulumi.ComponentResource {
         // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
         super("gitlab-cluster:postgres:PostgresNode", name, {}, opts);
         const containerName = name;
+        const demand = postgresConnectionDemand(args.gitlabNodes, args.gitlabNodeClients);
+        this.maxConnections = args.maxConnections ?? postgresMaxConnections(args.gitlabNodes, args.gitlabNodeClients);
+        if (this.maxConnections < demand) {
+            void pulumi.log.warn(`postgres.maxConnections is ${this.maxConnections}, below the ${demand} connections ${args.gitlabNodes} GitLab node(s) may open: `
+                + "under load GitLab will get \"too many clients already\" (see README, PostgreSQL connections)", this);
+        }
         this.password = pulumi.secret(new random.RandomPassword(`${name}-password`, { length: 40, special: false }, { parent: this }).result);
         const superuserPassword = pulumi.secret(new random.RandomPassword(`${name}-superuser-password`, { length: 40, special: false }, { parent: this }).result);
         const superuserFile = args.host.run(`${name}-superuser-password`, {
@@ -71,7 +85,7 @@ export class PostgresNode extends pulumi.ComponentResource {
             image: image.imageId,
             // The superuser password comes by file, read only while an empty volume is initialised:
             // the server itself starts without it in its environment (see postgresCommand).
-            command: postgresCommand(["-c", `hba_file=${HBA_DIR}/pg_hba.conf`, "-c", "password_encryption=scram-sha-256"]),
+            command: postgresCommand(postgresServerArgs({ hbaFile: `${HBA_DIR}/pg_hba.conf`, maxConnections: this.maxConnections })),
             envs: [`POSTGRES_PASSWORD_FILE=${SECRETS_DIR}/superuser-password`, "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
             restart: "unless-stopped",
             ports: [{ internal: CONTAINER_PORT, external: args.port, ip: args.host.address }],
@@ -95,6 +109,6 @@ export class PostgresNode extends pulumi.ComponentResource {
         this.port = args.port;
         this.database = args.database;
         this.user = args.user;
-        this.registerOutputs({ password: this.password, address: this.address, port: this.port });
+        this.registerOutputs({ password: this.password, address: this.address, port: this.port, maxConnections: this.maxConnections });
     }
 }

@@ -1,4 +1,4 @@
-// npm run ops -- <command> --stack <name> [--outputs FILE] [--yes]
+// npm run ops -- <command> --stack <name> [--outputs FILE] [--yes] [--verify-integrity]
 // Day-2 operations on a deployed cluster: status, backup, backups, restore <id>, cache-clear.
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -17,17 +17,23 @@ const USAGE = `usage: npm run ops -- <command> --stack <name> [options]
 
 commands:
   status            each node's container state and /-/readiness, directly and through the balancer
-  backup            run a backup now; prints its id and both archives' paths
+  backup            run a backup now (gitlab-backup create STRATEGY=copy, as the schedule does);
+                    prints its id and both archives' paths
   backups           list backups: id, GitLab version, size, date, whether the /etc/gitlab archive is there
   restore <id>      GitLab's restore procedure on the backup node (stops the other nodes meanwhile);
                     restores gitlab-secrets.json and the SSH host keys, never gitlab.rb. An off-host
                     copy of the data archive goes into <dataRoot>/etc-backups beside the other one
+                    (the /etc/gitlab archive from backup.secretsTarget's host, or backup.target's)
   cache-clear       gitlab-rake cache:clear on the migration node
 
 options:
   --stack <name>    the Pulumi stack (outputs read with: pulumi stack output --json --show-secrets)
   --outputs <file>  read the stack's outputs from this JSON file instead of the Pulumi CLI
   --yes             do not ask for confirmation (restore)
+  --verify-integrity  restore: once every node is ready, also run gitlab-rake gitlab:artifacts:check,
+                    gitlab:lfs:check and gitlab:uploads:check (VERBOSE=1) on the backup node; they
+                    read every file, so they take a while. Exit 1 if one finds a file missing or
+                    not matching its checksum (the files are listed); the cluster keeps serving
   -h, --help        this text
 
 exit codes: 0 done, 1 a step failed (the message says which and the cluster's state), 2 usage or
@@ -89,11 +95,15 @@ async function confirm(question: string, yes: boolean): Promise<void> {
 export async function main(argv: string[], runnerFor: (stack: string) => Runner = s => new ShellRunner(sshFilesDir(s)), log: (l: string) => void = console.log): Promise<number> {
     const { values, positionals } = parseArgs({
         args: argv, allowPositionals: true,
-        options: { stack: { type: "string" }, outputs: { type: "string" }, yes: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+        options: {
+            stack: { type: "string" }, outputs: { type: "string" }, yes: { type: "boolean" }, "verify-integrity": { type: "boolean" },
+            help: { type: "boolean", short: "h" },
+        },
     });
     if (values.help) { log(USAGE); return 0; }
     const [command, ...rest] = positionals;
     if (command === undefined || values.stack === undefined) throw new OpsError(`${command === undefined ? "no command" : "--stack is required"}\n\n${USAGE}`, 2);
+    if (values["verify-integrity"] && command !== "restore") throw new OpsError(`--verify-integrity goes with restore only\n\n${USAGE}`, 2);
     const inv = readInventory(values.stack, values.outputs);
     const runner = runnerFor(values.stack);
     switch (command) {
@@ -123,12 +133,12 @@ export async function main(argv: string[], runnerFor: (stack: string) => Runner 
             const running = await runner.run(n, runningVersionScript(n.container));
             if (running.code !== 0) throw new OpsError(`could not read the GitLab version on ${n.name}: ${running.stderr.trim()}`, 1);
             checkRestoreVersion(backup.version, running.stdout);
-            const steps = restorePlan(inv, id);
+            const steps = restorePlan(inv, id, undefined, { verifyIntegrity: values["verify-integrity"] === true });
             log(`restore ${id} (GitLab ${backup.version}) on ${n.name}; the other nodes are stopped until it is done:`);
             for (const [i, s] of steps.entries()) log(`  ${i + 1}. ${s.title}`);
             await confirm("This replaces the database, repositories and uploads with the backup's.", values.yes === true);
             await execute(steps, runner, log);
-            log(`restored ${id}; every node is ready`);
+            log(`restored ${id}; every node is ready${values["verify-integrity"] ? "; the integrity checks found no problem" : ""}`);
             return 0;
         }
         case "cache-clear":

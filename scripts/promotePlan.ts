@@ -6,18 +6,20 @@ import { CONFIG_NAMESPACE, gitlabRelease, type GitlabRelease } from "../componen
 
 /**
  * The settings a promotion copies: each `gitlab-cluster:<key>` namespace, minus the sub-keys that
- * belong to one stack. Every other key (`hosts`, `roles`, `ssh`, other namespaces) and every
- * `secure:` value is left alone.
+ * belong to one stack (a dotted path reaches further in: `omnibus.puma`). Every other key
+ * (`hosts`, `roles`, `ssh`, other namespaces) and every `secure:` value is left alone.
  */
 export const PROMOTABLE: Readonly<Record<string, readonly string[]>> = {
     // Per-stack (never promoted): where the environment is reached and where it keeps its data.
     // Dev runs on one laptop with other paths and ports; those must not travel to staging or prod.
-    gitlab: ["externalUrl", "dataRoot", "nodeSshPort"],
+    // gitlab.omnibus promotes like gitlab.rails (SMTP, LDAP, OmniAuth, registry, monitoring are
+    // proven in staging first), except Puma's and Sidekiq's sizing, which fits each stack's own hosts.
+    gitlab: ["externalUrl", "dataRoot", "nodeSshPort", "omnibus.puma", "omnibus.sidekiq"],
     postgres: ["dataRoot", "port"],
     redis: ["dataRoot", "port"],
     nfs: ["path"],
     loadBalancer: ["tls", "listenAddress", "httpPort", "httpsPort", "sshPort", "configRoot"],
-    backup: ["node", "target"],
+    backup: ["node", "target", "secretsTarget"],
 };
 
 export interface UpgradeStop {
@@ -162,7 +164,14 @@ export function planPromotion(source: Plain, target: Plain): PromotionPlan {
             if (except.includes(key)) continue;
             const path = `${at}.${key}`, tv = out[key], sv = src[key];
             if (deepEqual(tv, sv)) continue;
-            if (isPlainObject(tv) && isPlainObject(sv) && Object.keys(sv).length > 0 && !isSecureValue(tv) && !isSecureValue(sv)) {
+            const inside = except.filter(e => e.startsWith(`${key}.`)).map(e => e.slice(key.length + 1));
+            const mergeable = (v: unknown) => v === undefined || (isPlainObject(v) && !isSecureValue(v));
+            if (inside.length > 0 && mergeable(tv) && mergeable(sv)) {
+                // A per-stack key lies inside: merge around it, even where one side has nothing.
+                const merged = merge(tv, sv, inside, path) as Plain;
+                if (Object.keys(merged).length === 0) delete out[key];
+                else out[key] = merged;
+            } else if (isPlainObject(tv) && isPlainObject(sv) && Object.keys(sv).length > 0 && !isSecureValue(tv) && !isSecureValue(sv)) {
                 out[key] = merge(tv, sv, [], path);
             } else if (containsSecure(tv) || containsSecure(sv)) {
                 skippedSecure.push(path);

@@ -1,6 +1,7 @@
 // Scheduled backups on the backup node: GitLab's own backup, plus the /etc/gitlab archive that
-// GitLab's backup leaves out (gitlab.rb, gitlab-secrets.json, SSH host keys), an optional
-// off-host copy through a key that may only add new files to one directory. GitLab's backups
+// GitLab's backup leaves out (gitlab.rb, gitlab-secrets.json, SSH host keys), and optional
+// off-host copies through a key that may only add new files to one directory on each host: the
+// data archive to one host, the /etc/gitlab archive (its decryption keys) to another. GitLab's backups
 // directory is written by the container's `git` user: root reads nothing there through a
 // symlink and writes nothing there at all; the /etc/gitlab archives live in a root-only directory.
 import { shellQuote } from "./quote";
@@ -10,6 +11,9 @@ export const BACKUP_SCRIPT_PATH = "/usr/local/sbin/gitlab-cluster-backup";
 export const BACKUP_CRON_PATH = "/etc/cron.d/gitlab-cluster-backup";
 export const BACKUP_LOG_PATH = "/var/log/gitlab-cluster-backup.log";
 export const BACKUP_KEY_PATH = "/root/.ssh/gitlab-cluster-backup";
+/** The backup node's known_hosts files: one per off-host destination, so that each keeps what it pinned. */
+export const TARGET_KNOWN_HOSTS_PATH = "/root/.ssh/gitlab-cluster-backup.known_hosts";
+export const SECRETS_TARGET_KNOWN_HOSTS_PATH = "/root/.ssh/gitlab-cluster-backup-secrets.known_hosts";
 export const RECEIVER_SCRIPT_PATH = "/usr/local/sbin/gitlab-cluster-backup-receive";
 /** GitLab's archive suffix, and ours for the /etc/gitlab archive beside it. */
 export const GITLAB_ARCHIVE_SUFFIX = "_gitlab_backup.tar";
@@ -17,7 +21,14 @@ export const ETC_ARCHIVE_SUFFIX = "_gitlab_etc.tar";
 /** GitLab's backups directory as the container sees it. */
 export const CONTAINER_BACKUPS_DIR = "/var/opt/gitlab/backups";
 export const TARGET_PRUNE_CRON_PATH = "/etc/cron.d/gitlab-cluster-backup-prune";
-/** Defaults of `backup.target.maxArchiveGiB` and `.minFreeGiB`. */
+/**
+ * How `gitlab-backup create` archives the data directories: `copy` copies them first and tars
+ * the copy, as GitLab advises when data changes during the backup (every node keeps serving, and
+ * the NFS share is written by all of them); plain tar then fails with "file changed as we read
+ * it". The price is room for a copy of those directories in the backups directory while it runs.
+ */
+export const BACKUP_STRATEGY = "copy";
+/** Defaults of `backup.target.maxArchiveGiB` and `.minFreeGiB` (and of `backup.secretsTarget`'s). */
 export const DEFAULT_MAX_ARCHIVE_GIB = 100;
 export const DEFAULT_MIN_FREE_GIB = 5;
 
@@ -50,7 +61,20 @@ export interface BackupScriptInput {
     /** Host directory mounted as /etc/gitlab. */
     readonly etcDir: string;
     readonly keepDays: number;
+    /** Off-host copy of the data archive; also of the /etc/gitlab archive when there is no `secretsTarget`. */
     readonly target?: BackupTarget;
+    /** Off-host copy of the /etc/gitlab archive, on another host than `target`. */
+    readonly secretsTarget?: BackupTarget;
+}
+
+/** A shell function `fn` that runs the backup key's one command on `t` (with the known_hosts line pinned, if given). */
+function remoteFunction(fn: string, t: BackupTarget, knownHostsFile: string): string[] {
+    const pin = t.knownHostsLine ? [`printf '%s\\n' ${shellQuote(t.knownHostsLine.trim())} > ${knownHostsFile}`] : [];
+    return [
+        ...pin,
+        `${fn}() { ssh -i ${BACKUP_KEY_PATH} -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=${t.knownHostsLine ? "yes" : "accept-new"} ` +
+            `-o UserKnownHostsFile=${knownHostsFile} -p ${t.port} ${shellQuote(`${t.user}@${t.address}`)} "$@"; }`,
+    ];
 }
 
 /** The script cron runs. Prints each step with a timestamp; fails on the first failed step. */
@@ -74,7 +98,7 @@ export function renderBackupScript(input: BackupScriptInput): string {
         "chown 0:0 \"$etcbackups\"",
         "chmod 0700 \"$etcbackups\"",
         "log \"gitlab-backup create in $container\"",
-        "docker exec \"$container\" gitlab-backup create CRON=1",
+        `docker exec "$container" gitlab-backup create STRATEGY=${BACKUP_STRATEGY} CRON=1`,
         "# Ids start with the epoch, so the last archive in glob order is the newest; a symlink is not an archive.",
         "archive=''",
         `for f in "$backups"/*${GITLAB_ARCHIVE_SUFFIX}; do if [ -f "$f" ] && [ ! -L "$f" ]; then archive=$f; fi; done`,
@@ -94,26 +118,29 @@ export function renderBackupScript(input: BackupScriptInput): string {
         "# and -delete unlinks the name: also in $backups, where earlier versions of this script wrote the /etc/gitlab archives.",
         `find "$etcbackups" "$backups" -maxdepth 1 -type f -name '*${ETC_ARCHIVE_SUFFIX}' -mtime +${input.keepDays} -print -delete`,
     ];
-    if (input.target) {
-        const t = input.target;
-        const known = t.knownHostsLine
-            ? [`printf '%s\\n' ${shellQuote(t.knownHostsLine.trim())} > /root/.ssh/gitlab-cluster-backup.known_hosts`, "strict=yes"]
-            : ["strict=accept-new"];
+    const { target, secretsTarget } = input;
+    if (target || secretsTarget) {
         lines.push(
-            ...known,
-            `destination=${shellQuote(`${t.address}:${t.path}`)}`,
-            `remote() { ssh -i ${BACKUP_KEY_PATH} -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=30 -o StrictHostKeyChecking=$strict -o UserKnownHostsFile=/root/.ssh/gitlab-cluster-backup.known_hosts -p ${t.port} ${shellQuote(`${t.user}@${t.address}`)} "$@"; }`,
-            "# send <dir> <name>: the receiver stores exactly <size> bytes under a new name, or refuses.",
+            ...(target ? remoteFunction("to_target", target, TARGET_KNOWN_HOSTS_PATH) : []),
+            ...(secretsTarget ? remoteFunction("to_secrets_target", secretsTarget, SECRETS_TARGET_KNOWN_HOSTS_PATH) : []),
+            "# send <dir> <name> <remote> <destination>: the receiver there stores exactly <size> bytes under a new name, or refuses.",
             "send() {",
             "    { [ -f \"$1/$2\" ] && [ ! -L \"$1/$2\" ]; } || refuse \"$1/$2 is not a regular file\"",
             "    size=$(stat -c %s \"$1/$2\")",
-            "    log \"copying $2 ($size bytes) to $destination\"",
+            "    log \"copying $2 ($size bytes) to $4\"",
             "    # iflag=nofollow: a symlink swapped in after the test above is not read; the receiver then gets too few bytes and refuses.",
-            "    dd if=\"$1/$2\" iflag=nofollow bs=1M status=none | remote put \"$2\" \"$size\"",
+            "    dd if=\"$1/$2\" iflag=nofollow bs=1M status=none | \"$3\" put \"$2\" \"$size\"",
             "}",
-            `send "$backups" "\${id}${GITLAB_ARCHIVE_SUFFIX}"`,
-            `send "$etcbackups" "\${id}${ETC_ARCHIVE_SUFFIX}"`,
         );
+        const destination = (t: BackupTarget) => shellQuote(`${t.address}:${t.path}`);
+        if (target) lines.push(`send "$backups" "\${id}${GITLAB_ARCHIVE_SUFFIX}" to_target ${destination(target)}`);
+        if (secretsTarget) {
+            lines.push("# The decryption keys go to their own host, never beside the data archive (GitLab's advice).",
+                `send "$etcbackups" "\${id}${ETC_ARCHIVE_SUFFIX}" to_secrets_target ${destination(secretsTarget)}`);
+        } else if (target) {
+            lines.push("# No backup.secretsTarget: the keys go beside the data archive (a warning at every preview says so).",
+                `send "$etcbackups" "\${id}${ETC_ARCHIVE_SUFFIX}" to_target ${destination(target)}`);
+        }
     }
     lines.push("log \"backup $id done\"", "");
     return lines.join("\n");
@@ -142,16 +169,26 @@ export function receiverLimits(maxArchiveGiB = DEFAULT_MAX_ARCHIVE_GIB, minFreeG
     return { maxArchiveBytes: Math.floor(maxArchiveGiB * gib), minFreeBytes: Math.floor(minFreeGiB * gib) };
 }
 
+/** The two archives of a backup: GitLab's data archive, and the /etc/gitlab archive that holds its decryption keys. */
+export type ArchiveKind = "data" | "secrets";
+const SUFFIX_OF: Readonly<Record<ArchiveKind, string>> = { data: GITLAB_ARCHIVE_SUFFIX, secrets: ETC_ARCHIVE_SUFFIX };
+
 /**
- * The forced command on the off-host target. Append-only: the backup key may only
+ * The forced command on an off-host target. Append-only: the backup key may only
  * `put <name> <bytes>`, which stores exactly that many bytes under a name that does not exist
  * yet, no more than `maxArchiveBytes`, and never below `minFreeBytes` free. It cannot overwrite,
- * delete or prune: the target prunes on its own schedule (renderTargetPruneCron).
+ * delete or prune: the target prunes on its own schedule (renderTargetPruneCron). It takes only
+ * the archive kinds it is for: a data target that has a separate secrets target refuses the keys.
  */
-export function renderReceiverScript(directory: string, limits: ReceiverLimits = receiverLimits()): string {
+export function renderReceiverScript(directory: string, limits: ReceiverLimits = receiverLimits(), accepts: readonly ArchiveKind[] = ["data", "secrets"]): string {
     for (const [key, value] of Object.entries(limits)) {
         if (!Number.isSafeInteger(value) || value < 0) throw new Error(`receiver limit ${key} must be a whole number of bytes, not ${value}`);
     }
+    if (accepts.length === 0) throw new Error("a receiver must accept at least one archive kind");
+    const patterns = [...new Set(accepts)].map(k => `*${SUFFIX_OF[k]}`).join("|");
+    const refusal = accepts.includes("data") && accepts.includes("secrets") ? "not a backup archive name"
+        : accepts.includes("data") ? `not a data archive name: this host takes no *${ETC_ARCHIVE_SUFFIX}, which go to backup.secretsTarget`
+            : `not a /etc/gitlab archive name: this host takes only *${ETC_ARCHIVE_SUFFIX}; data archives go to backup.target`;
     return `#!/bin/sh
 # Managed by gitlab-cluster (Pulumi): forced command of the backup key (append-only).
 set -euf
@@ -168,8 +205,8 @@ name=$2
 size=$3
 case "$name" in
     .*|*[!0-9A-Za-z._-]*) refuse "bad name" ;;
-    *${GITLAB_ARCHIVE_SUFFIX}|*${ETC_ARCHIVE_SUFFIX}) ;;
-    *) refuse "not a backup archive name" ;;
+    ${patterns}) ;;
+    *) refuse "${refusal}" ;;
 esac
 case "$size" in ''|*[!0-9]*) refuse "the size must be a number of bytes" ;; esac
 { [ "\${#size}" -le 15 ] && [ "$size" -le "$max_bytes" ]; } || refuse "$name: $size bytes is more than the $max_bytes allowed"

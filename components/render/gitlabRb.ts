@@ -1,6 +1,6 @@
 // gitlab.rb for one GitLab (Rails) node behind the balancer, with external PostgreSQL and Redis.
 // Settings are GitLab's documented multi-node ones (see GITLAB-HA.md).
-import { rubyString, rubyValue } from "./quote";
+import { rubyString, rubyValue, UnrepresentableValue, valuePath, type RubyLiteral } from "./quote";
 
 export interface GitlabRbInput {
     readonly nodeName: string;
@@ -13,13 +13,13 @@ export interface GitlabRbInput {
     readonly balancerSources: readonly string[];
     /** The port git-over-SSH is reached on at the balancer. */
     readonly sshPort: number;
-    readonly gitUid: number;
-    readonly gitGid: number;
     /** Set on the migration node only: the password of `root` when the database is first seeded. */
     readonly initialRootPassword?: string;
     /** Backup archive retention, in seconds, on the backup node. */
     readonly backupKeepTimeSeconds?: number;
     readonly rails: Readonly<Record<string, string | number | boolean>>;
+    /** `gitlab.omnibus`: `<name>['<key>'] = <value>` for any Omnibus setting the program does not manage. */
+    readonly omnibus: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
 }
 
 const LOCALHOST_RANGES = ["127.0.0.0/8", "::1/128"];
@@ -30,10 +30,155 @@ export const MANAGED_RAILS_KEYS = [
     "redis_password", "trusted_proxies", "monitoring_whitelist", "gitlab_shell_ssh_port", "initial_root_password", "backup_keep_time",
 ];
 
+/**
+ * Every top-level name of Omnibus's gitlab.rb: reconfigure loads the file in Mixlib::Config's
+ * strict mode, which refuses any other name. Source: omnibus-gitlab, tag 18.4.1+ce.0,
+ * files/gitlab-cookbooks/package/libraries/config/gitlab.rb (its `attribute`/`ee_attribute` and
+ * `role` calls, and the defaults `node`, `roles`, `edition` it declares), checked against the
+ * node['gitlab'] keys of files/gitlab-cookbooks/gitlab/attributes/default.rb. Read it again when
+ * gitlab.image moves to another minor release. The stand-in loader's KNOWN list
+ * (tests/integration/images/gitlab-standin/load_gitlab_rb.rb) must hold exactly these names: a test compares them.
+ */
+export const OMNIBUS_TOP_LEVEL = {
+    /** Attribute hashes, set as `name['key'] = value`. */
+    settings: [
+        "actioncable", "alertmanager", "bootstrap", "consul", "crond", "geo_logcursor", "geo_postgresql", "geo_secondary",
+        "git_data_dirs", "gitaly", "gitlab_backup_cli", "gitlab_ci", "gitlab_exporter", "gitlab_kas", "gitlab_kas_nginx",
+        "gitlab_pages", "gitlab_rails", "gitlab_shell", "gitlab_sshd", "gitlab_workhorse", "high_availability", "letsencrypt",
+        "logging", "logrotate", "mailroom", "manage_accounts", "manage_storage_directories", "mattermost", "mattermost_nginx",
+        "nginx", "node_exporter", "package", "pages_nginx", "patroni", "pgbouncer", "pgbouncer_exporter", "postgres_exporter",
+        "postgresql", "praefect", "prometheus", "prometheus_monitoring", "puma", "redis", "redis_exporter", "registry",
+        "registry_nginx", "remote_syslog", "repmgr", "repmgrd", "sentinel", "sidekiq", "spamcheck", "storage_check",
+        "suggested_reviewers", "unicorn", "user", "web_server",
+    ],
+    /** Single values: `external_url 'https://...'`, `roles ['application_role']`. */
+    values: [
+        "external_url", "git_data_dir", "gitlab_kas_external_url", "mattermost_external_url", "pages_external_url",
+        "registry_external_url", "roles", "runtime_dir",
+    ],
+    /** Roles, `<name>_role['enable'] = true`. */
+    roles: [
+        "application_role", "consul_role", "geo_primary_role", "geo_secondary_role", "gitaly_role", "monitoring_role",
+        "pages_role", "patroni_role", "pgbouncer_role", "postgres_role", "redis_master_role", "redis_replica_role",
+        "redis_sentinel_role", "sidekiq_role", "spamcheck_role",
+    ],
+    /** Declared for the package's own use while it runs, not settings. */
+    internal: ["edition", "node"],
+} as const;
+
+export const OMNIBUS_TOP_LEVEL_NAMES: readonly string[] = Object.values(OMNIBUS_TOP_LEVEL).flat();
+
+/**
+ * Settings this file writes itself, by top-level name: `gitlab.omnibus` may not set them (and
+ * `gitlab.rails` may not set the gitlab_rails ones). A test renders every variant of this file and
+ * checks that each setting it holds is listed here.
+ */
+export const MANAGED_OMNIBUS_SETTINGS: Readonly<Record<string, readonly string[]>> = {
+    gitlab_rails: MANAGED_RAILS_KEYS,
+    package: ["generate_default_secrets"],
+    gitlab_kas: ["enable"],
+    postgresql: ["enable"],
+    redis: ["enable"],
+    letsencrypt: ["enable"],
+    nginx: ["listen_port", "listen_https", "proxy_set_headers", "real_ip_trusted_addresses", "real_ip_header", "real_ip_recursive"],
+};
+
+const offShare = (path: string) => `would move data off ${path}, where the program mounts the NFS share: the nodes would stop sharing it`;
+
+/**
+ * Settings this file leaves at Omnibus's default because the program relies on that default (the
+ * NFS mounts, the backup scripts), and settings that do nothing in the GitLab Docker image:
+ * refused, with the reason.
+ */
+export const REFUSED_OMNIBUS_SETTINGS: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+    gitlab_rails: {
+        uploads_directory: offShare("/var/opt/gitlab/gitlab-rails/uploads"),
+        shared_path: offShare("/var/opt/gitlab/gitlab-rails/shared"),
+        repositories_storages: "would point GitLab at other repository storage than each node's own Gitaly on the shared /var/opt/gitlab/git-data",
+        backup_path: "is /var/opt/gitlab/backups, where the program's backup and restore scripts find the archives",
+    },
+    gitlab_ci: { builds_directory: offShare("/var/opt/gitlab/gitlab-ci/builds") },
+    user: Object.fromEntries(["uid", "gid"].map(k => [k, "is ignored by the GitLab Docker image, which sets manage_accounts['enable'] = false and fixes git at 998:998 (the same on every node, as the NFS share needs)"])),
+};
+
+/** Why a top-level name cannot take `name['key'] = value` settings here, or undefined when it can. */
+function unsupportedTopLevel(name: string): string | undefined {
+    if (name === "external_url") return "is set by the program, from gitlab.externalUrl";
+    if (name === "git_data_dirs") return "was removed in GitLab 18.0 (reconfigure aborts on it): each node's Gitaly serves /var/opt/gitlab/git-data";
+    if (name.endsWith("_external_url")) return "is a URL Omnibus serves on a host name of its own, and the balancer routes only gitlab.externalUrl: not supported";
+    if (name === "roles" || (OMNIBUS_TOP_LEVEL.roles as readonly string[]).includes(name)) {
+        return "assigns an Omnibus role, which decides the services a node runs: the cluster's roles decide that (every GitLab node is an application node)";
+    }
+    if ((OMNIBUS_TOP_LEVEL.values as readonly string[]).includes(name)) return `is a single value (${name} '...'), not a hash of settings: gitlab.omnibus writes only ${name}['key'] = value`;
+    if ((OMNIBUS_TOP_LEVEL.internal as readonly string[]).includes(name)) return "is internal to Omnibus (the package sets it while it runs), not a gitlab.rb setting";
+    if (!OMNIBUS_TOP_LEVEL_NAMES.includes(name)) {
+        const near = OMNIBUS_TOP_LEVEL.settings.find(known => editDistance(known, name) <= 2);
+        return `is not a top-level setting of Omnibus 18.4's gitlab.rb (reconfigure would fail on it)${near !== undefined ? `; did you mean ${near}?` : ""}`;
+    }
+    return undefined;
+}
+
+function editDistance(a: string, b: string): number {
+    let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+        const next = [i];
+        for (let j = 1; j <= b.length; j++) next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+        row = next;
+    }
+    return row[b.length]!;
+}
+
+export interface OmnibusProblem {
+    /** Where, under gitlab.omnibus: `["gitlab_rails", "ldap_servers", "main", "password"]`. */
+    readonly path: readonly (string | number)[];
+    readonly message: string;
+}
+
+const isPlainObject = (v: unknown): v is Readonly<Record<string, unknown>> => v !== null && typeof v === "object" && !Array.isArray(v);
+
+/**
+ * What stops `gitlab.omnibus` from being written into gitlab.rb: a top-level name Omnibus does
+ * not know or that takes no `['key']` settings, a setting the program manages or relies on (or
+ * that does nothing in the image), one that `gitlab.rails` sets too, and a value Ruby cannot hold.
+ */
+export function omnibusSettingProblems(omnibus: Readonly<Record<string, unknown>>, rails: Readonly<Record<string, unknown>> = {}): OmnibusProblem[] {
+    const problems: OmnibusProblem[] = [];
+    for (const [name, settings] of Object.entries(omnibus)) {
+        const unsupported = unsupportedTopLevel(name);
+        if (unsupported !== undefined) {
+            problems.push({ path: [name], message: unsupported });
+            continue;
+        }
+        if (!isPlainObject(settings)) {
+            problems.push({ path: [name], message: `must be a map of ${name}['<key>'] settings` });
+            continue;
+        }
+        for (const [key, value] of Object.entries(settings)) {
+            const at = [name, key];
+            const refused = REFUSED_OMNIBUS_SETTINGS[name]?.[key];
+            if (!/^[a-z][a-z0-9_]*$/.test(key)) problems.push({ path: at, message: "must be an Omnibus setting name: lower-case letters, digits, '_'" });
+            else if (MANAGED_OMNIBUS_SETTINGS[name]?.includes(key)) problems.push({ path: at, message: "is set by the program (from the cluster's topology and generated secrets) and cannot be overridden" });
+            else if (refused !== undefined) problems.push({ path: at, message: refused });
+            else if (name === "gitlab_rails" && key in rails) problems.push({ path: at, message: `is also set as gitlab.rails.${key}: set it in one place` });
+            else {
+                try {
+                    rubyValue(value as RubyLiteral); // checked here: rubyValue refuses what is not one
+                } catch (err) {
+                    if (!(err instanceof UnrepresentableValue)) throw err;
+                    problems.push({ path: [...at, ...err.path], message: err.why.replace(/^it contains/, "must not contain") });
+                }
+            }
+        }
+    }
+    return problems;
+}
+
 export function renderGitlabRb(input: GitlabRbInput): string {
+    const refused = omnibusSettingProblems(input.omnibus, input.rails);
+    if (refused.length > 0) throw new Error(refused.map(p => `gitlab.omnibus.${valuePath(p.path)}: ${p.message}`).join("; "));
     const https = new URL(input.externalUrl).protocol === "https:";
-    const set = (key: string, value: string | number | boolean | readonly string[]) => `${key} = ${rubyValue(value)}`;
-    const rails = (key: string, value: string | number | boolean | readonly string[]) => set(`gitlab_rails['${key}']`, value);
+    const set = (key: string, value: RubyLiteral) => `${key} = ${rubyValue(value)}`;
+    const rails = (key: string, value: RubyLiteral) => set(`gitlab_rails['${key}']`, value);
     const lines = [
         "# Managed by gitlab-cluster (Pulumi): edits here are overwritten on the next `pulumi up`.",
         `# Node: ${input.nodeName.replace(/[^a-z0-9-]/g, "")}${input.migrationNode ? " (migration node)" : ""}`,
@@ -64,10 +209,8 @@ export function renderGitlabRb(input: GitlabRbInput): string {
         rails("redis_port", input.redis.port),
         rails("redis_password", input.redis.password),
         "",
-        "# The same git uid/gid on every node: they share Git data over NFS.",
-        set("user['uid']", input.gitUid),
-        set("user['gid']", input.gitGid),
-        "",
+        // No user['uid']/['gid']: the Docker image ignores them (manage_accounts['enable'] = false)
+        // and its git user is 998:998 on every node, which is what the NFS share needs.
         "# Behind the load balancer",
         set("letsencrypt['enable']", false),
         set("nginx['listen_port']", 80),
@@ -90,6 +233,12 @@ export function renderGitlabRb(input: GitlabRbInput): string {
     if (extra.length > 0) {
         lines.push("", "# gitlab-cluster:gitlab.rails");
         for (const key of extra) lines.push(rails(key, input.rails[key]!));
+    }
+    const omnibus = Object.keys(input.omnibus).sort().flatMap(name => Object.keys(input.omnibus[name]!).sort().map(key => [name, key] as const));
+    if (omnibus.length > 0) {
+        // `name['key'] = value` merges into Omnibus's attribute hash; `name = {...}` would replace its defaults.
+        lines.push("", "# gitlab-cluster:gitlab.omnibus");
+        for (const [name, key] of omnibus) lines.push(set(`${name}[${rubyString(key)}]`, input.omnibus[name]![key] as RubyLiteral));
     }
     return `${lines.join("\n")}\n`;
 }

@@ -17,7 +17,9 @@ export interface NginxConfInput {
     readonly sshPort: number;
     /** Paths inside the container; when set, 443 terminates TLS and 80 redirects to it. */
     readonly tls?: { readonly certificatePath: string; readonly privateKeyPath: string };
+    /** Read and send timeouts to the nodes (GitLab's own nginx: 3600 s); also the SSH stream's idle timeout. */
     readonly proxyReadTimeoutSeconds: number;
+    /** Connect timeout to a node, 1 to UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS: a node that is off waits it out per request. */
     readonly proxyConnectTimeoutSeconds: number;
     /** Port of the local-only health endpoint used by the container's healthcheck. */
     readonly healthPort: number;
@@ -44,6 +46,19 @@ export const TLS12_CIPHERS = [
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ];
 
+/**
+ * The longest connect timeout the balancer waits for a node. A node that is off or hung drops
+ * the SYN instead of refusing it, and every request sent to it waits out the whole connect
+ * timeout before nginx tries the next node (GitLab's own nginx uses 300 s, meant for a local
+ * upstream). On the LAN a connect takes well under a millisecond; Linux retransmits a lost SYN
+ * after 1 s, so 3 s survives one lost SYN and still fails over in seconds: the default. The
+ * configuration refuses more than 10 s.
+ */
+export const UPSTREAM_CONNECT_TIMEOUT_DEFAULT_SECONDS = 3;
+export const UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS = 10;
+/** Nodes tried per request or SSH connection: the first and two more. */
+export const UPSTREAM_TRIES = 3;
+
 function versionAtLeast(version: string | undefined, min: readonly number[]): boolean | undefined {
     const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version ?? "");
     if (!m) return undefined;
@@ -69,8 +84,23 @@ export function renderNginxConf(input: NginxConfInput): string {
     const server = nginxString(input.serverName);
     const listen = (port: number) => (input.listenAddress === undefined ? `${port}` : hostPort(input.listenAddress, port));
     const http2Directive = versionAtLeast(input.nginxVersion, [1, 25, 1]) === true;
-    const httpServers = input.nodes.map(n => `        server ${hostPort(n.address, n.httpPort)} max_fails=3 fail_timeout=10s; # ${n.name}`);
-    const sshServers = input.nodes.map(n => `        server ${hostPort(n.address, n.sshPort)} max_fails=3 fail_timeout=10s; # ${n.name}`);
+    const connectTimeout = input.proxyConnectTimeoutSeconds;
+    if (!Number.isInteger(connectTimeout) || connectTimeout < 1 || connectTimeout > UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS) {
+        throw new Error(`proxyConnectTimeoutSeconds must be 1 to ${UPSTREAM_CONNECT_TIMEOUT_MAX_SECONDS} (got ${connectTimeout})`);
+    }
+    // Long enough for every try to wait out the connect timeout; short enough that a request that
+    // timed out after a long read (or got a 502 after minutes) is not sent again.
+    const nextUpstreamTimeout = UPSTREAM_TRIES * connectTimeout + 1;
+    // The zone shares the failure counts between the worker processes, which would otherwise each
+    // learn on their own requests that a node is gone (1m: the minimum is 8 pages on any platform).
+    const upstream = (name: string, port: (n: NginxUpstreamNode) => number) => [
+        `    upstream ${name} {`,
+        "        # Passive health checks only (open-source nginx has no active ones): 3 failures, as",
+        "        # proxy_next_upstream counts them, take a node out for 10 s; then one request probes it.",
+        `        zone ${name} 1m;`,
+        ...input.nodes.map(n => `        server ${hostPort(n.address, port(n))} max_fails=3 fail_timeout=10s; # ${n.name}`),
+        "    }",
+    ];
     const proxy = (forwardedProto: string) => [
         "        location / {",
         "            proxy_pass http://gitlab_http;",
@@ -88,10 +118,14 @@ export function renderNginxConf(input: NginxConfInput): string {
         "            proxy_buffering off;",
         `            proxy_read_timeout ${input.proxyReadTimeoutSeconds}s;`,
         `            proxy_send_timeout ${input.proxyReadTimeoutSeconds}s;`,
-        `            proxy_connect_timeout ${input.proxyConnectTimeoutSeconds}s;`,
-        "            # Passive failover: a node that refuses or restarts (Puma) is skipped.",
+        `            proxy_connect_timeout ${connectTimeout}s;`,
+        "            # Passive failover. The next node gets the request when a node refuses or drops the",
+        "            # connect (nothing was sent, whatever the method), or answers 502/503/504 (Puma",
+        "            # restarting) to a request nginx may replay: never a POST, PATCH or LOCK (no",
+        "            # non_idempotent), nor, once sent, any request with a body (streamed, not kept).",
         "            proxy_next_upstream error timeout http_502 http_503 http_504;",
-        "            proxy_next_upstream_tries 3;",
+        `            proxy_next_upstream_tries ${UPSTREAM_TRIES};`,
+        `            proxy_next_upstream_timeout ${nextUpstreamTimeout}s;`,
         "        }",
     ];
     const common = [
@@ -158,9 +192,10 @@ export function renderNginxConf(input: NginxConfInput): string {
         "http {",
         "    access_log /dev/stdout;",
         "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }",
-        "    upstream gitlab_http {",
-        ...httpServers,
-        "    }",
+        // No upstream keepalive: a request given a cached connection to a node that has gone silent
+        // waits the read timeout (an hour), not the connect timeout. Open-source nginx has no active
+        // health checks (health_check is NGINX Plus), so GitLab's /-/readiness cannot steer it.
+        ...upstream("gitlab_http", n => n.httpPort),
         // For every server: until SNI picks one, the port's default server governs the
         // handshake (protocols, ticket keys), so these are set once for all of them.
         ...(input.tls ? [
@@ -181,13 +216,15 @@ export function renderNginxConf(input: NginxConfInput): string {
         "    }",
         "}",
         "stream {",
-        "    upstream gitlab_ssh {",
-        ...sshServers,
-        "    }",
+        ...upstream("gitlab_ssh", n => n.sshPort),
         "    server {",
         `        listen ${listen(input.sshPort)};`,
         "        proxy_pass gitlab_ssh;",
-        "        proxy_connect_timeout 10s;",
+        `        proxy_connect_timeout ${connectTimeout}s;`,
+        "        # Nothing has reached the node before its connect succeeds: always safe to try the next.",
+        "        proxy_next_upstream on;",
+        `        proxy_next_upstream_tries ${UPSTREAM_TRIES};`,
+        `        proxy_next_upstream_timeout ${nextUpstreamTimeout}s;`,
         `        proxy_timeout ${input.proxyReadTimeoutSeconds}s;`,
         "    }",
         "}",

@@ -60,6 +60,152 @@ export const POSTGRES_START_SCRIPT = [
     "",
 ].join("\n");
 
+/**
+ * Sizing PostgreSQL for GitLab's connections, after GitLab's "Tune PostgreSQL" page
+ * (docs.gitlab.com/administration/postgresql/tune, "Plan your database connections"):
+ *
+ *   per node = 2 × ( puma    × (max_threads + DB_POOL_HEADROOM)
+ *                  + sidekiq × (concurrency + 1 + DB_POOL_HEADROOM)
+ *                  + 1 × (1 + DB_POOL_HEADROOM) )
+ *   max_connections = max(400, sized-for nodes × per node + superuser_reserved_connections)
+ *
+ * Sized for the node count rounded up to a block of NODE_CAPACITY_BLOCK (a single node stays 1):
+ * max_connections takes effect only at a server start, so a value that followed the node count
+ * exactly would restart PostgreSQL, and every node with it, each time a node is added. Within a
+ * block, adding a node changes nothing on the data host; crossing one restarts PostgreSQL once,
+ * and the preview shows its container replaced. `postgres.maxConnections` overrides all this.
+ *
+ * The 2 is GitLab's two connection sets (`main` and `ci`, even on one database). The third term
+ * is ours, not GitLab's: one more one-thread Rails process per node (gitlab-exporter's database
+ * probes, gitlab-rake and gitlab-backup runs, the migration node's migrations), counted the way
+ * GitLab counts its Geo log cursor. 400 is GitLab's minimum for an external server and what
+ * Omnibus gives its own. Every GitLab node runs both Puma and Sidekiq here.
+ */
+export const DB_POOL_HEADROOM = 10;
+/** GitLab's minimum `max_connections` for an external PostgreSQL; Omnibus's own server has 400 too. */
+export const GITLAB_MIN_MAX_CONNECTIONS = 400;
+/** PostgreSQL's default `superuser_reserved_connections`: slots the GitLab role can never take. */
+export const SUPERUSER_RESERVED_CONNECTIONS = 3;
+/** Omnibus's defaults at 18.4.1+ce.0 (files/gitlab-cookbooks/gitlab/attributes/default.rb). */
+export const OMNIBUS_PUMA_MAX_THREADS = 4;
+export const OMNIBUS_SIDEKIQ_CONCURRENCY = 20;
+/** Puma workers assumed per node when gitlab.rb does not set them: GitLab's own example (8 vCPU). */
+export const DEFAULT_ASSUMED_PUMA_WORKERS = 8;
+/** PostgreSQL's ceiling for max_connections (MAX_BACKENDS, 2^18 - 1). */
+export const POSTGRES_MAX_BACKENDS = 262143;
+
+/** The processes of one GitLab node that hold database connections. */
+export interface RailsNodeDatabaseClients {
+    /** Puma worker processes: 0 when Puma is off; single mode (worker_processes = 0) is one process. */
+    readonly pumaProcesses: number;
+    readonly pumaMaxThreads: number;
+    /** Sidekiq processes (one per entry of sidekiq['queue_groups']); 0 when Sidekiq is off. */
+    readonly sidekiqProcesses: number;
+    readonly sidekiqConcurrency: number;
+}
+
+/** Connections one GitLab node may open, by the formula above. */
+export function railsNodeConnections(c: RailsNodeDatabaseClients): number {
+    const puma = c.pumaProcesses * (c.pumaMaxThreads + DB_POOL_HEADROOM);
+    const sidekiq = c.sidekiqProcesses * (c.sidekiqConcurrency + 1 + DB_POOL_HEADROOM);
+    const otherRailsProcesses = 1 + DB_POOL_HEADROOM;
+    return 2 * (puma + sidekiq + otherRailsProcesses);
+}
+
+/** The connections `gitlabNodes` nodes alike may open, plus the superuser's reserved slots. */
+export function postgresConnectionDemand(gitlabNodes: number, perNode: RailsNodeDatabaseClients): number {
+    if (!Number.isInteger(gitlabNodes) || gitlabNodes < 1) throw new Error(`max_connections needs a whole number of GitLab nodes, not ${gitlabNodes}`);
+    return gitlabNodes * railsNodeConnections(perNode) + SUPERUSER_RESERVED_CONNECTIONS;
+}
+
+/** Nodes per capacity block that max_connections is sized for (see above). */
+export const NODE_CAPACITY_BLOCK = 4;
+
+/** The node count max_connections is sized for: one node, or the next whole block. */
+export function sizedForNodes(gitlabNodes: number): number {
+    if (!Number.isInteger(gitlabNodes) || gitlabNodes < 1) throw new Error(`max_connections needs a whole number of GitLab nodes, not ${gitlabNodes}`);
+    return gitlabNodes === 1 ? 1 : Math.ceil(gitlabNodes / NODE_CAPACITY_BLOCK) * NODE_CAPACITY_BLOCK;
+}
+
+/** `max_connections` for `gitlabNodes` nodes alike, by the formula above (sized for the block). */
+export function postgresMaxConnections(gitlabNodes: number, perNode: RailsNodeDatabaseClients): number {
+    return Math.max(GITLAB_MIN_MAX_CONNECTIONS, postgresConnectionDemand(sizedForNodes(gitlabNodes), perNode));
+}
+
+/** One Omnibus setting as a whole number, or its default; `min` is the least value that makes sense. */
+function wholeNumber(section: Readonly<Record<string, unknown>> | undefined, name: string, key: string, min: number, fallback: number): number {
+    const value = section?.[key];
+    if (value === undefined) return fallback;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < min) {
+        throw new Error(`gitlab-cluster:gitlab.omnibus.${name}.${key}: must be a whole number from ${min} (it also sizes PostgreSQL's max_connections), not ${JSON.stringify(value)}`);
+    }
+    return value;
+}
+
+/** Omnibus's settings by name, as `gitlab.omnibus` holds them: `{ puma: { max_threads: 4 } }`. */
+export type OmnibusSettings = Readonly<Record<string, Readonly<Record<string, unknown>> | undefined>>;
+
+/** Whether `<name>['enable']` leaves the service on (Omnibus's default: on). */
+function enabled(section: Readonly<Record<string, unknown>> | undefined, name: string): boolean {
+    const value = section?.enable;
+    if (value === undefined) return true;
+    if (typeof value !== "boolean") throw new Error(`gitlab-cluster:gitlab.omnibus.${name}.enable: must be true or false, not ${JSON.stringify(value)}`);
+    return value;
+}
+
+/**
+ * The database clients of each GitLab node: from `gitlab.omnibus` where it sets them
+ * (`puma.worker_processes`, `puma.max_threads`, `puma.enable`, `sidekiq.concurrency`,
+ * `sidekiq.queue_groups`, `sidekiq.enable`), else Omnibus's defaults. Omnibus starts one Puma
+ * worker per CPU core (fewer when memory is short), which the program cannot see:
+ * `assumedPumaWorkers` stands in for it. Throws, naming the key, on a value it cannot count with.
+ */
+export function railsNodeDatabaseClients(omnibus: OmnibusSettings, assumedPumaWorkers: number): RailsNodeDatabaseClients {
+    const puma = omnibus.puma;
+    const sidekiq = omnibus.sidekiq;
+    const queueGroups = sidekiq?.queue_groups;
+    if (queueGroups !== undefined && (!Array.isArray(queueGroups) || queueGroups.length === 0)) {
+        throw new Error(`gitlab-cluster:gitlab.omnibus.sidekiq.queue_groups: must be a non-empty list (one Sidekiq process per entry), not ${JSON.stringify(queueGroups)}`);
+    }
+    // Puma's single mode (worker_processes = 0) serves from the one master process.
+    const workers = wholeNumber(puma, "puma", "worker_processes", 0, assumedPumaWorkers);
+    return {
+        pumaProcesses: enabled(puma, "puma") ? Math.max(1, workers) : 0,
+        pumaMaxThreads: wholeNumber(puma, "puma", "max_threads", 1, OMNIBUS_PUMA_MAX_THREADS),
+        sidekiqProcesses: enabled(sidekiq, "sidekiq") ? (queueGroups?.length ?? 1) : 0,
+        sidekiqConcurrency: wholeNumber(sidekiq, "sidekiq", "concurrency", 1, OMNIBUS_SIDEKIQ_CONCURRENCY),
+    };
+}
+
+export interface PostgresServerInput {
+    /** pg_hba.conf's path inside the container. */
+    readonly hbaFile: string;
+    readonly maxConnections: number;
+}
+
+/**
+ * The server's `-c` settings. On the command line they take precedence over postgresql.conf and
+ * ALTER SYSTEM, so the program owns them; max_connections takes effect only at server start,
+ * and a change of the command replaces the container. From GitLab's required settings for an
+ * external server, also Omnibus's values for its own: work_mem 16MB (GitLab: at least 8MB; the
+ * server's default is 4MB) and statement_timeout 60 s (GitLab: 15-60 s, Puma's own timeout).
+ * maintenance_work_mem's default (64MB) is GitLab's minimum already. shared_buffers (GitLab: 2GB
+ * or more, Omnibus: a quarter of the host's memory) depends on the host and keeps the image's 128MB.
+ */
+export function postgresServerArgs(input: PostgresServerInput): string[] {
+    const n = input.maxConnections;
+    if (!Number.isInteger(n) || n <= SUPERUSER_RESERVED_CONNECTIONS || n > POSTGRES_MAX_BACKENDS) {
+        throw new Error(`max_connections must be a whole number above ${SUPERUSER_RESERVED_CONNECTIONS} and at most ${POSTGRES_MAX_BACKENDS}, not ${n}`);
+    }
+    return [
+        "-c", `hba_file=${input.hbaFile}`,
+        "-c", "password_encryption=scram-sha-256",
+        "-c", `max_connections=${n}`,
+        "-c", "work_mem=16MB",
+        "-c", "statement_timeout=60000",
+    ];
+}
+
 /** The container's command: the start script above, then `postgres` with `serverArgs`. */
 export function postgresCommand(serverArgs: readonly string[]): string[] {
     return ["sh", "-c", POSTGRES_START_SCRIPT, "gitlab-cluster-postgres", "postgres", ...serverArgs];

@@ -121,14 +121,38 @@ export function parseBackupList(text: string): ArchiveInfo[] {
     }).sort((a, b) => b.id.localeCompare(a.id));
 }
 
+/** GitLab's integrity checks of the files a restore brings back, against the checksums in the database. */
+export const INTEGRITY_CHECKS = ["gitlab:artifacts:check", "gitlab:lfs:check", "gitlab:uploads:check"] as const;
+
+/**
+ * Runs each integrity check with VERBOSE=1 (the failing files are listed) and fails when one
+ * reports a failure: the tasks print "- <ids>: Failures: <n>" per batch and exit 0 either way.
+ */
+export function integrityCheckScript(container: string): string {
+    const c = shellQuote(container);
+    return `status=0
+for task in ${INTEGRITY_CHECKS.join(" ")}; do
+    out=$(docker exec -e VERBOSE=1 ${c} gitlab-rake "$task") || { printf '%s\n' "$out"; echo "$task did not run to the end" >&2; status=1; continue; }
+    printf '%s\n' "$out"
+    if printf '%s\n' "$out" | grep -Eq 'Failures: [1-9]'; then echo "$task: files missing or not matching their checksum (listed above)" >&2; status=1; fi
+done
+exit "$status"`;
+}
+
+export interface RestoreOptions {
+    /** After every node is ready, GitLab's integrity checks of artifacts, LFS objects and uploads. */
+    readonly verifyIntegrity?: boolean;
+}
+
 /**
  * GitLab's documented restore, on the backup node, with the other nodes stopped:
  * gitlab-secrets.json and the SSH host keys first (gitlab.rb stays the program's), reconfigure,
  * stop puma and sidekiq, restore, restart, check; then the other nodes get the restored secrets
- * and start one by one. The /etc/gitlab archive comes from the root-only directory; the data
- * archive is handed to git without root writing or chowning anything git can redirect.
+ * and start one by one; optionally, GitLab's integrity checks last. The /etc/gitlab archive comes
+ * from the root-only directory; the data archive is handed to git without root writing or
+ * chowning anything git can redirect.
  */
-export function restorePlan(inv: OpsInventory, backupId: string, readinessTimeoutSeconds = 1200): Step[] {
+export function restorePlan(inv: OpsInventory, backupId: string, readinessTimeoutSeconds = 1200, options: RestoreOptions = {}): Step[] {
     const id = parseBackupId(backupId).id;
     const n = backupNode(inv);
     const c = shellQuote(n.container);
@@ -197,6 +221,15 @@ echo ok`,
             { title: `write the restored secrets and host keys on ${o.name}`, host: o, stdinFrom: "identity", script: writeIdentityScript(`${o.dataRoot}/config`), stateIfFailed: `${o.name} and the nodes after it are stopped; ${n.name} is restored and serving` },
             { title: `start ${o.name} and wait for /-/readiness`, host: o, script: `docker start ${shellQuote(o.container)}\n${waitForReadinessScript(o.container, readinessTimeoutSeconds)}`, stateIfFailed: `${o.name} is not ready and the nodes after it are stopped; ${n.name} is restored and serving` },
         );
+    }
+    if (options.verifyIntegrity) {
+        // Last: the checks read every file, and only read; the cluster serves meanwhile.
+        steps.push({
+            title: `integrity checks on ${n.name}: gitlab-rake ${INTEGRITY_CHECKS.join(", ")}`,
+            host: n,
+            script: integrityCheckScript(n.container),
+            stateIfFailed: "every node is restored and serving; a check found artifacts, LFS objects or uploads missing or corrupt (listed above), or did not finish",
+        });
     }
     return steps;
 }

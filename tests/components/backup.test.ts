@@ -3,6 +3,8 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
+import { backupPlacementWarnings } from "../../components/backup";
+import { ConfigError, parseClusterConfig } from "../../components/config";
 import { etcBackupsDirOf, renderAuthorizedKeyLine, renderBackupScript, renderReceiverScript, renderTargetPruneCron } from "../../components/render/backup";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
@@ -68,7 +70,7 @@ describe("scheduled backups (Pulumi resources)", () => {
         assert.throws(() => renderAuthorizedKeyLine("ssh-ed25519 AAAA x", '10.0.0.11",command="/bin/sh'), /not an address/);
         const authorize = e.byName("gitlab-backup-authorize");
         assert.ok(authorize.dependencies.includes(e.byName("gitlab-backup-key").urn));
-        assert.match(str(e.byName("gitlab-backup-script"), "stdin"), /dd if="\$1\/\$2" iflag=nofollow bs=1M status=none \| remote put "\$2" "\$size"/);
+        assert.match(str(e.byName("gitlab-backup-script"), "stdin"), /dd if="\$1\/\$2" iflag=nofollow bs=1M status=none \| "\$3" put "\$2" "\$size"/);
         assert.match(str(e.byName("gitlab-backup-receiver"), "stdin"), /^max_bytes=107374182400$/m, "default maxArchiveGiB 100");
         assert.equal(str(e.byName("gitlab-backup-target-prune"), "stdin").split("\n")[3],
             "17 5 * * * root find /srv/backups -maxdepth 1 -type f \\( -name '*_gitlab_backup.tar' -o -name '*_gitlab_etc.tar' \\) -mtime +14 -delete");
@@ -82,6 +84,141 @@ describe("scheduled backups (Pulumi resources)", () => {
     });
 });
 
+describe("backup.secretsTarget: the /etc/gitlab archives on their own host", () => {
+    let e: Evaluation;
+    before(async () => {
+        e = await evaluate(withBackup({ keepDays: 14, target: { host: "data1", path: "/srv/backups" }, secretsTarget: { host: "edge1", path: "/srv/gitlab-secrets", maxArchiveGiB: 1 } }));
+    });
+
+    it("installs a receiver, the key's authorization and a prune entry on the secrets host, under names of their own", () => {
+        for (const n of ["gitlab-backup-secrets-receiver", "gitlab-backup-secrets-authorize", "gitlab-backup-secrets-target-cron-installed", "gitlab-backup-secrets-target-prune"]) {
+            assert.equal(hostOf(e, n), "10.0.0.5", n);
+        }
+        for (const n of ["gitlab-backup-receiver", "gitlab-backup-authorize"]) assert.equal(hostOf(e, n), "10.0.0.21", `${n} keeps its name and host`);
+        assert.ok(e.byName("gitlab-backup-secrets-authorize").dependencies.includes(e.byName("gitlab-backup-key").urn), "the same key, authorized there for that host's receiver");
+        assert.match(str(e.byName("gitlab-backup-secrets-receiver"), "stdin"), /^dir=\/srv\/gitlab-secrets$/m);
+        assert.match(str(e.byName("gitlab-backup-secrets-receiver"), "stdin"), /^max_bytes=1073741824$/m);
+        assert.ok(e.byName("gitlab-backup-script").dependencies.includes(e.byName("gitlab-backup-secrets-authorize").urn));
+    });
+
+    it("the data target's receiver refuses the /etc/gitlab archives, the secrets host's refuses the data archives", () => {
+        const name = (suffix: string) => `1700000000_2023_11_14_18.4.1-ce${suffix}`;
+        const put = (receiverName: string, file: string) => sh(str(e.byName(receiverName), "stdin").replace(/^dir=.*$/m, `dir=${tempDir("recv")}`),
+            { SSH_ORIGINAL_COMMAND: `put ${file} 1` }, "x");
+        assert.equal(put("gitlab-backup-receiver", name("_gitlab_backup.tar")).status, 0);
+        assert.match(put("gitlab-backup-receiver", name("_gitlab_etc.tar")).stderr, /^refused: not a data archive name: .*backup\.secretsTarget/);
+        assert.equal(put("gitlab-backup-secrets-receiver", name("_gitlab_etc.tar")).status, 0);
+        assert.match(put("gitlab-backup-secrets-receiver", name("_gitlab_backup.tar")).stderr, /^refused: not a \/etc\/gitlab archive name/);
+    });
+
+    it("the backup script sends the data archive to the target and the /etc/gitlab archive to the secrets host only", () => {
+        const script = str(e.byName("gitlab-backup-script"), "stdin");
+        const sends = script.split("\n").filter(l => l.startsWith("send "));
+        assert.deepEqual(sends, [
+            "send \"$backups\" \"${id}_gitlab_backup.tar\" to_target 10.0.0.21:/srv/backups",
+            "send \"$etcbackups\" \"${id}_gitlab_etc.tar\" to_secrets_target 10.0.0.5:/srv/gitlab-secrets",
+        ]);
+        assert.match(script, /^to_secrets_target\(\) \{ ssh .* -o StrictHostKeyChecking=yes -o UserKnownHostsFile=\/root\/\.ssh\/gitlab-cluster-backup-secrets\.known_hosts -p 22 root@10\.0\.0\.5 "\$@"; \}$/m);
+        // Each destination pins its own host key in its own known_hosts file.
+        assert.ok(script.includes("printf '%s\\n' '10.0.0.5 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIedge' > /root/.ssh/gitlab-cluster-backup-secrets.known_hosts\n"));
+        assert.ok(script.includes("printf '%s\\n' '10.0.0.21 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIdata' > /root/.ssh/gitlab-cluster-backup.known_hosts\n"));
+    });
+
+    it("without secretsTarget, the target takes both archives, as before", async () => {
+        const legacy = await evaluate(withBackup({ target: { host: "data1", path: "/srv/backups" } }));
+        const sends = str(legacy.byName("gitlab-backup-script"), "stdin").split("\n").filter(l => l.startsWith("send "));
+        assert.deepEqual(sends.map(l => l.split(" ").slice(3).join(" ")), ["to_target 10.0.0.21:/srv/backups", "to_target 10.0.0.21:/srv/backups"]);
+        assert.equal(legacy.resources.filter(r => r.name.startsWith("gitlab-backup-secrets-")).length, 0);
+    });
+
+    it("a secretsTarget alone makes the key and the secrets host's resources, and sends only the /etc/gitlab archive", async () => {
+        const only = await evaluate(withBackup({ secretsTarget: { host: "edge1", path: "/srv/gitlab-secrets" } }));
+        assert.equal(hostOf(only, "gitlab-backup-key"), "10.0.0.11");
+        assert.equal(hostOf(only, "gitlab-backup-secrets-receiver"), "10.0.0.5");
+        assert.equal(only.resources.filter(r => r.name === "gitlab-backup-receiver").length, 0);
+        const sends = str(only.byName("gitlab-backup-script"), "stdin").split("\n").filter(l => l.startsWith("send "));
+        assert.deepEqual(sends, ["send \"$etcbackups\" \"${id}_gitlab_etc.tar\" to_secrets_target 10.0.0.5:/srv/gitlab-secrets"]);
+    });
+});
+
+/** Every problem the config has (none: []). */
+function problemsOf(raw: Record<string, unknown>): string[] {
+    try {
+        parseClusterConfig(raw, { isSecret: () => true });
+        return [];
+    } catch (err) {
+        assert.ok(err instanceof ConfigError, String(err));
+        return err.problems;
+    }
+}
+
+describe("backup.secretsTarget in the stack config", () => {
+    it("is refused on the target's host, with or without the same path, naming both keys", () => {
+        for (const path of ["/srv/backups", "/srv/gitlab-secrets"]) {
+            const problems = problemsOf(withBackup({ target: { host: "data1", path: "/srv/backups" }, secretsTarget: { host: "data1", path } }));
+            assert.equal(problems.length, 1, problems.join("\n"));
+            assert.match(problems[0]!, /^gitlab-cluster:backup\.secretsTarget\.host: "data1" is also gitlab-cluster:backup\.target\.host: .*gitlab-secrets\.json.*stored apart/);
+        }
+    });
+
+    it("is refused on the backup node, and on a host not in the inventory", () => {
+        assert.deepEqual(problemsOf(withBackup({ node: "app2", secretsTarget: { host: "app2", path: "/srv/gitlab-secrets" } })),
+            ["gitlab-cluster:backup.secretsTarget.host: \"app2\" is the backup node, which keeps its own copy in <gitlab.dataRoot>/etc-backups; name another host"]);
+        assert.match(problemsOf(withBackup({ secretsTarget: { host: "vault9", path: "/srv/gitlab-secrets" } })).join("\n"), /^gitlab-cluster:backup\.secretsTarget\.host: names host "vault9", which is not in/);
+        assert.match(problemsOf(withBackup({ secretsTarget: { host: "edge1", path: "/etc" } })).join("\n"), /^gitlab-cluster:backup\.secretsTarget\.path: is the system directory \/etc/);
+    });
+
+    it("is accepted on another host, with the target's defaults for the receiver's limits", () => {
+        const cfg = parseClusterConfig(withBackup({ target: { host: "data1", path: "/srv/backups" }, secretsTarget: { host: "edge1", path: "/srv/gitlab-secrets" } }), { isSecret: () => true });
+        assert.deepEqual(cfg.backup!.secretsTarget, { host: "edge1", path: "/srv/gitlab-secrets", maxArchiveGiB: 100, minFreeGiB: 5 });
+    });
+});
+
+/** The warnings an evaluation prints (pulumi.log.warn reaches console.warn under the mocks). */
+async function warningsOf(cfg: Record<string, unknown>): Promise<string[]> {
+    const seen: string[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => { seen.push(args.map(String).join(" ")); };
+    try {
+        await evaluate(cfg);
+    } finally {
+        console.warn = warn;
+    }
+    return seen.filter(w => /backup/.test(w));
+}
+
+describe("a warning at every preview when the backups stay with the data or beside their keys", () => {
+    it("no target, backups on the NFS server: names the host and the keys to set", async () => {
+        const warnings = await warningsOf(withBackup({}));
+        assert.equal(warnings.length, 1, warnings.join("\n"));
+        assert.match(warnings[0]!, /every backup of this stack stays on host "app1", which also holds GitLab's data/);
+        assert.match(warnings[0]!, /Set backup\.target to another host .* and backup\.secretsTarget to a third one/);
+    });
+
+    it("a target on the NFS server host is no better", async () => {
+        const warnings = await warningsOf(withBackup({ node: "app1", target: { host: "app1", path: "/srv/backups" }, secretsTarget: { host: "edge1", path: "/srv/s" } }));
+        assert.equal(warnings.length, 1, warnings.join("\n"));
+        assert.match(warnings[0]!, /stays on host "app1"/);
+    });
+
+    it("a target without secretsTarget: the keys lie beside the data archives", async () => {
+        const warnings = await warningsOf(withBackup({ target: { host: "data1", path: "/srv/backups" } }));
+        assert.equal(warnings.length, 1, warnings.join("\n"));
+        assert.match(warnings[0]!, /backup\.target \("data1"\) receives the \/etc\/gitlab archives .* beside the data archives .* Set backup\.secretsTarget/);
+    });
+
+    it("none with a target and a secretsTarget on two other hosts, and none without backups", async () => {
+        assert.deepEqual(await warningsOf(withBackup({ target: { host: "data1", path: "/srv/backups" }, secretsTarget: { host: "edge1", path: "/srv/s" } })), []);
+        assert.deepEqual(await warningsOf(threeNodeConfig()), []);
+    });
+
+    it("judges where the copies are: a backup node other than the data host is already a second place; one node holds its own data", () => {
+        assert.deepEqual(backupPlacementWarnings({ backupNode: "app2", dataHost: "app1", target: "data1", secretsTarget: "edge1" }), []);
+        assert.equal(backupPlacementWarnings({ backupNode: "app2", dataHost: "app1" }).length, 0);
+        assert.match(backupPlacementWarnings({ backupNode: "solo", dataHost: "solo" })[0]!, /stays on host "solo"/);
+    });
+});
+
 function sh(script: string, env: Record<string, string> = {}, input?: string) {
     const r = spawnSync("sh", ["-c", script], { encoding: "utf8", env: { ...process.env, ...env }, input });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -92,7 +229,14 @@ describe("backup and receiver scripts, run for real", () => {
         const scripts = [
             renderBackupScript({ container: "c", backupsDir: "/srv/gitlab/data/backups", etcBackupsDir: "/srv/gitlab/etc-backups", etcDir: "/srv/gitlab/config", keepDays: 7 }),
             renderBackupScript({ container: "c", backupsDir: "/b", etcBackupsDir: "/eb", etcDir: "/e", keepDays: 7, target: { address: "10.0.0.21", user: "root", port: 22, path: "/srv/backups", knownHostsLine: "10.0.0.21 ssh-ed25519 AAAA" } }),
+            renderBackupScript({
+                container: "c", backupsDir: "/b", etcBackupsDir: "/eb", etcDir: "/e", keepDays: 7,
+                target: { address: "10.0.0.21", user: "root", port: 22, path: "/srv/backups" },
+                secretsTarget: { address: "10.0.0.5", user: "backup", port: 2200, path: "/srv/s", knownHostsLine: "[10.0.0.5]:2200 ssh-ed25519 AAAA" },
+            }),
             renderReceiverScript("/srv/backups"),
+            renderReceiverScript("/srv/backups", undefined, ["data"]),
+            renderReceiverScript("/srv/s", undefined, ["secrets"]),
         ];
         for (const s of scripts) {
             assert.equal(shSyntax(s).status, 0);
@@ -140,7 +284,7 @@ describe("backup and receiver scripts, run for real", () => {
         const r = sh(script, { ...docker.env, PATH: `${sshBin}:${docker.env.PATH}` });
         assert.equal(r.status, 0, r.stderr + r.stdout);
         assert.match(r.stdout, new RegExp(`backup ${BACKUP_ID.replace(/\./g, "\\.")} done`));
-        assert.deepEqual(docker.calls(), ["exec gitlab-gitlab-app1 gitlab-backup create CRON=1"]);
+        assert.deepEqual(docker.calls(), ["exec gitlab-gitlab-app1 gitlab-backup create STRATEGY=copy CRON=1"], "GitLab's copy strategy: the data directories are live");
         const etcArchive = path.join(etcBackups, `${BACKUP_ID}_gitlab_etc.tar`);
         assert.equal(fs.statSync(etcArchive).mode & 0o777, 0o600);
         assert.equal(fs.statSync(etcBackups).mode & 0o777, 0o700);
@@ -154,5 +298,33 @@ describe("backup and receiver scripts, run for real", () => {
         const again = sh(script, { ...docker.env, PATH: `${sshBin}:${docker.env.PATH}` });
         assert.notEqual(again.status, 0);
         assert.match(again.stderr, /refused: .* exists; archives are never overwritten/);
+    });
+
+    it("with a secretsTarget, the data archive reaches the target's store and the /etc/gitlab archive the secrets host's, each alone", () => {
+        const node = nodeLayout(tempDir("backup-two-targets"));
+        const docker = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config });
+        const root = path.join(node.dataRoot, "..");
+        const stores = { data: path.join(root, "data-store"), secrets: path.join(root, "secrets-store") };
+        // ssh test double: sshd's forced command on each host is that host's own receiver, as the component installs them.
+        const sshBin = path.join(root, "ssh-bin");
+        fs.mkdirSync(sshBin);
+        fs.writeFileSync(path.join(sshBin, "receiver-10.0.0.21"), renderReceiverScript(stores.data, undefined, ["data"]), { mode: 0o755 });
+        fs.writeFileSync(path.join(sshBin, "receiver-10.0.0.5"), renderReceiverScript(stores.secrets, undefined, ["secrets"]), { mode: 0o755 });
+        fs.writeFileSync(path.join(sshBin, "ssh"), `#!/bin/sh
+while [ "$#" -gt 0 ]; do case "$1" in *@*) to=\${1#*@}; shift; break ;; *) shift ;; esac; done
+[ -f "${sshBin}/receiver-$to" ] || { echo "ssh double: no host $to" >&2; exit 255; }
+SSH_ORIGINAL_COMMAND="$*" exec sh "${sshBin}/receiver-$to"
+`, { mode: 0o755 });
+        const script = renderBackupScript({
+            container: "gitlab-gitlab-app1", backupsDir: node.backups, etcBackupsDir: etcBackupsDirOf(node.dataRoot), etcDir: node.config, keepDays: 7,
+            target: { address: "10.0.0.21", user: "root", port: 22, path: stores.data },
+            secretsTarget: { address: "10.0.0.5", user: "root", port: 22, path: stores.secrets },
+        });
+        const r = sh(script, { ...docker.env, PATH: `${sshBin}:${docker.env.PATH}` });
+        assert.equal(r.status, 0, r.stderr + r.stdout);
+        assert.deepEqual(fs.readdirSync(stores.data), [`${BACKUP_ID}_gitlab_backup.tar`], "the keys never reach the data target");
+        assert.deepEqual(fs.readdirSync(stores.secrets), [`${BACKUP_ID}_gitlab_etc.tar`], "the data never reaches the secrets host");
+        assert.deepEqual(fs.readFileSync(path.join(stores.secrets, `${BACKUP_ID}_gitlab_etc.tar`)), fs.readFileSync(path.join(etcBackupsDirOf(node.dataRoot), `${BACKUP_ID}_gitlab_etc.tar`)));
+        assert.match(r.stdout, /copying \S+_gitlab_etc\.tar \(\d+ bytes\) to 10\.0\.0\.5:/);
     });
 });

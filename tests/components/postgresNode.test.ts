@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
-import { threeNodeConfig } from "../fixtures";
+import { nNodeConfig, threeNodeConfig } from "../fixtures";
 import { str } from "../support/graph";
 import { shellcheck, shSyntax, tempDir } from "../support/readers";
 import { freePort } from "../support/tls";
@@ -122,6 +122,104 @@ describe("PostgreSQL superuser password (L14)", () => {
                 const exited = new Promise<void>(resolve => server!.once("exit", () => resolve()));
                 server.kill("SIGINT"); // the image's STOPSIGNAL: fast shutdown
                 await exited;
+            }
+        });
+    });
+});
+
+// Issue 12, finding 2: max_connections was the image's 100; three GitLab nodes open far more
+// (GitLab: 2 × (Puma + Sidekiq) per node). The server must take the program's number: checked on
+// the spec for 1, 3 and 10 nodes and an override, and by a real PostgreSQL started with the
+// spec's own server arguments, asked `SHOW max_connections`.
+describe("PostgreSQL max_connections (issue 12)", () => {
+    /** The `postgres` arguments of the container's command (after the start script). */
+    const serverArgs = (e: Evaluation): string[] => {
+        const command = e.byName("gitlab-postgres").inputs.command as string[];
+        assert.equal(command[4], "postgres");
+        return command.slice(5);
+    };
+    const setting = (args: readonly string[], name: string): string | undefined =>
+        args.filter((a, i) => args[i - 1] === "-c" && a.startsWith(`${name}=`)).map(a => a.slice(name.length + 1)).pop();
+    const withPostgres = (n: number, postgres: Record<string, unknown>) => { const raw = nNodeConfig(n); raw.postgres = postgres; return raw; };
+    const withOmnibus = (n: number, omnibus: Record<string, unknown>) => { const raw = nNodeConfig(n); raw.gitlab.omnibus = omnibus; return raw; };
+    // Omnibus 18.4 defaults, 8 Puma workers assumed: 2 × (8 × (4 + 10) + (20 + 1 + 10) + (1 + 10)) = 308 per node,
+    // sized for the next block of 4 nodes (3 -> 4, 10 -> 12), + 3 reserved, at least 400.
+    const cases: readonly { readonly title: string; readonly config: () => Record<string, unknown>; readonly expected: number }[] = [
+        { title: "1 node (GitLab's minimum, 400)", config: () => nNodeConfig(1), expected: 400 },
+        { title: "3 nodes", config: () => nNodeConfig(3), expected: 1235 },
+        { title: "10 nodes", config: () => nNodeConfig(10), expected: 3699 },
+        { title: "3 nodes of 4 Puma workers", config: () => withPostgres(3, { pumaWorkersPerNode: 4 }), expected: 787 },
+        { title: "3 nodes, postgres.maxConnections = 250", config: () => withPostgres(3, { maxConnections: 250 }), expected: 250 },
+        // 2 × (4 × (6 + 10) + 2 × (10 + 1 + 10) + 11) = 234 per node, × 4.
+        { title: "3 nodes, gitlab.omnibus puma 4 × 6, sidekiq 2 × 10", config: () => withOmnibus(3, { puma: { worker_processes: 4, max_threads: 6 }, sidekiq: { concurrency: 10, queue_groups: ["*", "*"] } }), expected: 939 },
+    ];
+    const evaluations = new Map<string, Evaluation>();
+    before(async () => { for (const c of cases) evaluations.set(c.title, await evaluate(c.config(), { passwordFor })); });
+
+    for (const c of cases) {
+        it(`${c.title}: -c max_connections=${c.expected} on the server's command line`, () => {
+            const e = evaluations.get(c.title)!;
+            const args = serverArgs(e);
+            assert.equal(setting(args, "max_connections"), String(c.expected), args.join(" "));
+            assert.equal(e.cluster.postgres.maxConnections, c.expected);
+            // The superuser password's handling is untouched: still by file, never on the command line.
+            assert.equal(setting(args, "hba_file"), "/etc/postgresql/gitlab-cluster/pg_hba.conf");
+            assert.ok(!(e.byName("gitlab-postgres").inputs.command as string[]).some(a => a.includes(SUPERUSER_PASSWORD)));
+        });
+    }
+
+    describe("run for real: SHOW max_connections on a PostgreSQL started with the spec's server arguments", () => {
+        const pgBin = fs.existsSync("/usr/lib/postgresql") ? fs.readdirSync("/usr/lib/postgresql").map(v => `/usr/lib/postgresql/${v}/bin`).find(d => fs.existsSync(`${d}/initdb`)) : undefined;
+        // pg_hba.conf admits the superuser only by peer: the server and psql run as the postgres user.
+        const canRun = process.getuid?.() === 0 && pgBin !== undefined && spawnSync("id", ["postgres"]).status === 0;
+        let root = "";
+        let server: ChildProcess | undefined;
+        after(() => {
+            if (server && server.exitCode === null && server.signalCode === null) server.kill("SIGKILL");
+            if (root) fs.rmSync(root, { recursive: true, force: true });
+        });
+
+        it("the server reports the program's max_connections (and its work_mem, statement_timeout, hba_file)", { skip: canRun ? false : "needs root, a postgres user and PostgreSQL binaries", timeout: 180_000 }, async () => {
+            root = tempDir("pg-maxconn");
+            fs.chmodSync(root, 0o755);
+            spawnSync("chown", ["postgres:postgres", root]);
+            // Run as the postgres user by uid/gid, not through runuser: a signal then reaches the server itself.
+            const ids = (flag: string) => Number(spawnSync("id", [flag, "postgres"], { encoding: "utf8" }).stdout.trim());
+            const asUser = { uid: ids("-u"), gid: ids("-g"), env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8", HOME: root } };
+            const asPostgres = (cmd: string, args: readonly string[], timeout: number) => spawnSync(`${pgBin}/${cmd}`, args, { ...asUser, encoding: "utf8", timeout });
+            const data = path.join(root, "data");
+            const init = asPostgres("initdb", ["-D", data, "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"], 60_000);
+            assert.equal(init.status, 0, init.stderr);
+            // The container's paths, here: pg_hba.conf is the program's own, as its resource writes it.
+            const hbaFile = path.join(root, "pg_hba.conf");
+            fs.writeFileSync(hbaFile, String(evaluations.get(cases[1]!.title)!.byName("gitlab-postgres-hba").inputs.stdin), { mode: 0o644 });
+            const port = String(await freePort());
+
+            for (const c of cases) {
+                const args = serverArgs(evaluations.get(c.title)!).map(a => a.replace("/etc/postgresql/gitlab-cluster/pg_hba.conf", hbaFile));
+                // Test only, after the program's settings: a private socket directory, no TCP.
+                const argv = ["-D", data, ...args, "-c", "listen_addresses=", "-c", `unix_socket_directories=${root}`, "-c", `port=${port}`];
+                let log = "";
+                server = spawn(`${pgBin}/postgres`, argv, { ...asUser, stdio: ["ignore", "pipe", "pipe"] });
+                server.stdout!.on("data", d => { log += d; });
+                server.stderr!.on("data", d => { log += d; });
+                const exited = new Promise<void>(resolve => server!.once("exit", () => resolve()));
+                try {
+                    const deadline = Date.now() + 30_000;
+                    while (asPostgres("pg_isready", ["-q", "-h", root, "-p", port], 5_000).status !== 0) {
+                        assert.ok(Date.now() < deadline && server.exitCode === null, `${c.title}: the server did not start:\n${log}`);
+                        await new Promise(r => setTimeout(r, 200));
+                    }
+                    const show = asPostgres("psql", ["-X", "-qAt", "-h", root, "-p", port, "-U", "postgres", "-d", "postgres",
+                        "-c", "SHOW max_connections", "-c", "SHOW work_mem", "-c", "SHOW statement_timeout", "-c", "SHOW hba_file", "-c", "SHOW password_encryption"], 10_000);
+                    assert.equal(show.status, 0, `${c.title}: ${show.stderr}\n${log}`);
+                    assert.deepEqual(show.stdout.trim().split("\n"), [String(c.expected), "16MB", "1min", hbaFile, "scram-sha-256"], c.title);
+                    assert.equal(server.exitCode, null, `${c.title}: the answer came from another server:\n${log}`);
+                } finally {
+                    server.kill("SIGINT"); // fast shutdown, as the image's STOPSIGNAL
+                    const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>(r => setTimeout(() => r(false), 20_000))]);
+                    if (!stopped) { server.kill("SIGKILL"); await exited; }
+                }
             }
         });
     });

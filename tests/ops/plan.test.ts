@@ -6,12 +6,13 @@ import { before, describe, it } from "node:test";
 import type { OpsInventory } from "../../components/cluster";
 import { main } from "../../scripts/ops";
 import {
-    checkRestoreVersion, execute, imageVersion, listBackupsScript, OpsError, parseBackupId, parseBackupList, restorePlan,
+    backupPlan, checkRestoreVersion, execute, imageVersion, INTEGRITY_CHECKS, listBackupsScript, OpsError, parseBackupId, parseBackupList, restorePlan,
     type HostRef, type RunResult, type Runner,
 } from "../../scripts/ops/plan";
 import { evaluate } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
-import { shSyntax, tempDir } from "../support/readers";
+import { BACKUP_ID, dockerDouble, localInventory, LocalRunner, nodeLayout } from "../security/dockerDouble";
+import { shellcheck, shSyntax, tempDir } from "../support/readers";
 
 process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("keys");
 
@@ -78,6 +79,45 @@ describe("ops command", () => {
         }
     });
 
+    it("with verifyIntegrity, runs GitLab's integrity checks last, once every node is ready", () => {
+        const plain = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce");
+        const verified = restorePlan(inv, "1700000000_2023_11_14_18.4.1-ce", 1200, { verifyIntegrity: true });
+        assert.deepEqual(verified.slice(0, -1), plain, "the same restore before it");
+        const last = verified.at(-1)!;
+        assert.equal(last.host.name, "app1");
+        assert.equal(last.title, "integrity checks on app1: gitlab-rake gitlab:artifacts:check, gitlab:lfs:check, gitlab:uploads:check");
+        assert.match(last.stateIfFailed, /^every node is restored and serving/);
+        assert.ok(!plain.some(s => /:check\b.*(artifacts|lfs|uploads)|(artifacts|lfs|uploads):check/.test(s.script)), "not without the flag");
+        assert.equal(shSyntax(last.script).status, 0);
+        const lint = shellcheck(`#!/bin/sh\n${last.script}`);
+        assert.equal(lint.status, 0, lint.stdout);
+    });
+
+    it("the integrity step, run against the docker double: passes on clean checks, fails naming the check that reports failures", async () => {
+        const node = nodeLayout(tempDir("ops-integrity"));
+        const checkOutput = (failing: string) => `echo "Checking integrity of $1 (VERBOSE=$VERBOSE)"
+if [ "$1" = ${failing} ]; then echo "- 1..200: Failures: 2"; echo "  - LFS object: 7: Checksum mismatch"; else echo "- 1..200: Failures: 0"; fi
+echo "Done!"`;
+        const step = restorePlan(localInventory(node), BACKUP_ID, 5, { verifyIntegrity: true }).at(-1)!;
+        const clean = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config, onRake: checkOutput("none") });
+        const log: string[] = [];
+        await execute([step], new LocalRunner(clean.env), l => log.push(l));
+        assert.deepEqual(clean.calls(), INTEGRITY_CHECKS.map(t => `exec -e VERBOSE=1 gitlab-gitlab-app1 gitlab-rake ${t}`));
+        assert.ok(log.includes("    Checking integrity of gitlab:uploads:check (VERBOSE=1)"), log.join("\n"));
+        const corrupt = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config, onRake: checkOutput("gitlab:lfs:check") });
+        const failed: string[] = [];
+        await assert.rejects(execute([step], new LocalRunner(corrupt.env), l => failed.push(l)), (e: unknown) => {
+            assert.ok(e instanceof OpsError && e.exitCode === 1);
+            assert.match(e.message, /^step 1 failed: integrity checks on app1: .*\ncluster state: every node is restored and serving; a check found/);
+            return true;
+        });
+        assert.equal(corrupt.calls().length, 3, "every check runs, even after one reports failures");
+        assert.ok(failed.includes("      - LFS object: 7: Checksum mismatch"), failed.join("\n"));
+        assert.ok(failed.includes("    ! gitlab:lfs:check: files missing or not matching their checksum (listed above)"), failed.join("\n"));
+        const broken = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config, onRake: "echo 'rake aborted!'; exit 1" });
+        await assert.rejects(execute([step], new LocalRunner(broken.env), () => undefined), /step 1 failed/);
+    });
+
     it("stops at a failed step and says which, and the cluster's state", async () => {
         const runner = new FakeRunner([{ match: /gitlab-backup restore/, result: { code: 5, stderr: "boom" } }]);
         const log: string[] = [];
@@ -112,6 +152,31 @@ describe("ops command", () => {
         await assert.rejects(main(["restore", "1700000000_2023_11_14_18.4.1-ce", "--stack", "t", "--outputs", outputsFile], () => runner, () => undefined),
             (e: unknown) => e instanceof OpsError && e.exitCode === 3 && /--yes/.test(e.message));
         assert.equal(runner.calls.length, 1);
+    });
+
+    it("backup runs gitlab-backup create with STRATEGY=copy (the inline script, run against the docker double)", async () => {
+        const node = nodeLayout(tempDir("ops-backup"));
+        const docker = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config });
+        const plan = backupPlan(localInventory(node));
+        assert.match(plan[0]!.script, /^if \[ -x \/usr\/local\/sbin\/gitlab-cluster-backup \]; then exec timeout 7200 /);
+        // This machine has no installed backup script: the step runs the same script inline.
+        assert.ok(!fs.existsSync("/usr/local/sbin/gitlab-cluster-backup"));
+        const outputs = await execute(plan, new LocalRunner(docker.env), () => undefined);
+        assert.deepEqual(docker.calls(), ["exec gitlab-gitlab-app1 gitlab-backup create STRATEGY=copy CRON=1"]);
+        assert.match(outputs.get("backup")!, new RegExp(`backup ${BACKUP_ID.replace(/\./g, "\\.")} done`));
+    });
+
+    it("restore --verify-integrity adds the integrity step; the flag goes with restore only", async () => {
+        const runner = new FakeRunner([{ match: /gitlab-rails\/VERSION/, result: { stdout: "18.4.1-ce\n" } }]);
+        const log: string[] = [];
+        assert.equal(await main(["restore", "1700000000_2023_11_14_18.4.1-ce", "--verify-integrity", "--yes", "--stack", "t", "--outputs", outputsFile], () => runner, l => log.push(l)), 0);
+        const last = runner.calls.at(-1)!;
+        assert.equal(last.host, "app1");
+        for (const t of INTEGRITY_CHECKS) assert.ok(last.script.includes(t), t);
+        assert.match(log.join("\n"), /^ {2}15\. integrity checks on app1: /m);
+        assert.match(log.at(-1)!, /every node is ready; the integrity checks found no problem$/);
+        await assert.rejects(main(["backup", "--verify-integrity", "--stack", "t", "--outputs", outputsFile], () => new FakeRunner(), () => undefined),
+            (e: unknown) => e instanceof OpsError && e.exitCode === 2 && /--verify-integrity goes with restore only/.test(e.message));
     });
 
     it("backup prints the id and both archives' paths", async () => {
@@ -168,6 +233,8 @@ describe("ops command", () => {
         const log: string[] = [];
         assert.equal(await main(["--help"], () => new FakeRunner(), l => log.push(l)), 0);
         assert.match(log[0]!, /restore <id>/);
+        assert.match(log[0]!, /--verify-integrity +restore: .*gitlab-rake gitlab:artifacts:check,\n\s+gitlab:lfs:check and gitlab:uploads:check/);
+        assert.match(log[0]!, /backup +run a backup now \(gitlab-backup create STRATEGY=copy/);
     });
 });
 

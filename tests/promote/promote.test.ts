@@ -112,6 +112,14 @@ describe("promotion staging -> prod", () => {
         assert.equal(lb.listenAddress, "10.0.0.5");
     });
 
+    it("keeps each stack's backup hosts: node, target and secretsTarget never travel", () => {
+        const plan = planPromotion(
+            { "gitlab-cluster:backup": { schedule: "0 4 * * *", node: "app2", target: { host: "data1", path: "/srv/b" }, secretsTarget: { host: "vault1", path: "/srv/s" } } },
+            { "gitlab-cluster:backup": { schedule: "0 3 * * *", node: "app1", target: { host: "store1", path: "/srv/b" }, secretsTarget: { host: "keys1", path: "/srv/s" } } },
+        );
+        assert.deepEqual(plan.changes.map(c => c.path), ["backup.schedule"]);
+    });
+
     it("leaves encrypted values alone even under a promotable key", () => {
         const plan = planPromotion(
             { "gitlab-cluster:gitlab": { image: "a:1.0.0", rails: { smtp_password: { secure: "v1:src" } } } },

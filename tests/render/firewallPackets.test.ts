@@ -6,11 +6,12 @@
 // route via the data host), and through a userland proxy (docker-proxy, Docker's path for IPv6
 // on the IPv4-only default bridge). Nothing leaves the namespaces; every wait is bounded.
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { renderFirewallScript, type FirewallInput } from "../../components/render/firewall";
+import { inNs, must, netnsSkip, NetnsLab } from "../support/netns";
 import { tempDir } from "../support/readers";
 
 const PUBLISHED_PORT = 16379;
@@ -22,41 +23,14 @@ const addr = {
     v6: { published: "fd77::21", container: "fd00:17::2", allowed: "fd77:1::11", stranger: "fd77:2::99" },
 };
 
-function sh(script: string): { status: number | null; stdout: string; stderr: string } {
-    const r = spawnSync("sh", ["-c", script], { encoding: "utf8", timeout: 30_000 });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function inNs(name: string, script: string) { return sh(`ip netns exec ${name} sh -c '${script.replace(/'/g, `'\\''`)}'`); }
-function must(name: string, script: string): string {
-    const r = inNs(name, script);
-    assert.equal(r.status, 0, `in ${name}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
+const skip = netnsSkip(`${prefix}probe`);
+const lab = new NetnsLab(Object.values(ns));
 
-const canUseNetns = (() => {
-    const probe = `${prefix}probe`;
-    const r = sh(`ip netns add ${probe} && ip netns exec ${probe} iptables -S >/dev/null && ip netns exec ${probe} ip6tables -S >/dev/null; s=$?; ip netns del ${probe} 2>/dev/null; exit $s`);
-    return r.status === 0;
-})();
-// CI runs as root with iptables installed: there a skipped packet test would be a false green.
-const skip = !canUseNetns && (process.env.CI === "true" ? false : "network namespaces with iptables are not available here");
-
-let linkCount = 0;
-/** Two machines joined by a veth pair, each end renamed inside its namespace. */
-function link(a: string, aName: string, b: string, bName: string) {
-    // Interface names have at most 15 characters; these live only until the move below.
-    const tag = `${process.pid % 10000}${(linkCount++).toString(36)}`;
-    const tmpA = `gfa${tag}`;
-    const tmpB = `gfb${tag}`;
-    const r = sh(`ip link add ${tmpA} type veth peer name ${tmpB} && ip link set ${tmpA} netns ${a} name ${aName} && ip link set ${tmpB} netns ${b} name ${bName}`);
-    assert.equal(r.status, 0, r.stderr);
-}
-
-function buildTopology() {
-    for (const n of Object.values(ns)) assert.equal(sh(`ip netns add ${n}`).status, 0);
-    link(ns.data, "docker0", ns.ctr, "eth0");
-    link(ns.data, "lan-a", ns.allowed, "eth0");
-    link(ns.data, "lan-s", ns.stranger, "eth0");
+async function buildTopology() {
+    await lab.create();
+    lab.link(ns.data, "docker0", ns.ctr, "eth0");
+    lab.link(ns.data, "lan-a", ns.allowed, "eth0");
+    lab.link(ns.data, "lan-s", ns.stranger, "eth0");
     must(ns.data, `set -e
 ip link set lo up; ip link set docker0 up; ip link set lan-a up; ip link set lan-s up
 ip addr add ${addr.v4.published}/32 dev lo; ip addr add ${addr.v6.published}/128 dev lo
@@ -137,21 +111,6 @@ function connects(from: string, host: string, port: number): string {
     return result;
 }
 
-const children: ChildProcess[] = [];
-async function serve(name: string, program: string): Promise<void> {
-    const child = spawn("ip", ["netns", "exec", name, process.execPath, "-e", program], { stdio: ["ignore", "pipe", "inherit"] });
-    children.push(child);
-    await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server in ${name} did not start`)), 10_000);
-        child.stdout!.on("data", d => { if (String(d).includes("listening")) { clearTimeout(timer); resolve(); } });
-    });
-}
-
-function teardown() {
-    for (const c of children.splice(0)) c.kill("SIGKILL");
-    for (const n of Object.values(ns)) sh(`ip netns del ${n} 2>/dev/null`);
-}
-
 function applyFirewall(input: FirewallInput, ...args: string[]) {
     const file = path.join(tempDir("fwp"), "firewall.sh");
     fs.writeFileSync(file, renderFirewallScript(input));
@@ -166,12 +125,11 @@ const v6Input: FirewallInput = { ...v4Input, address: addr.v6.published, sources
 
 describe("data-host firewall, crossed by real packets (IPv4, Docker's DNAT)", { skip }, () => {
     before(async () => {
-        teardown();
-        buildTopology();
+        await buildTopology();
         must(ns.data, dockerRules("iptables", addr.v4.published, addr.v4.container, "172.17.0.0/16"));
-        await serve(ns.ctr, SERVER);
+        await lab.serve(ns.ctr, SERVER);
     });
-    after(teardown);
+    after(() => lab.teardown());
 
     it("without the firewall, both hosts connect (the topology works)", () => {
         assert.equal(connects(ns.allowed, addr.v4.published, PUBLISHED_PORT), "connected");
@@ -207,11 +165,10 @@ describe("data-host firewall, crossed by real packets (IPv4, Docker's DNAT)", { 
 
 describe("data-host firewall at boot, before Docker starts (IPv4)", { skip }, () => {
     before(async () => {
-        teardown();
-        buildTopology();
-        await serve(ns.ctr, SERVER);
+        await buildTopology();
+        await lab.serve(ns.ctr, SERVER);
     });
-    after(teardown);
+    after(() => lab.teardown());
 
     it("installing on a host whose FORWARD does not jump to DOCKER-USER fails and says why", () => {
         const r = applyFirewall(v4Input);
@@ -230,13 +187,12 @@ describe("data-host firewall at boot, before Docker starts (IPv4)", { skip }, ()
 
 describe("data-host firewall, crossed by real packets (IPv6)", { skip }, () => {
     before(async () => {
-        teardown();
-        buildTopology();
+        await buildTopology();
         must(ns.data, dockerRules("iptables", addr.v4.published, addr.v4.container, "172.17.0.0/16"));
         must(ns.data, dockerRules("ip6tables", addr.v6.published, addr.v6.container, "fd00:17::/64"));
-        await serve(ns.ctr, SERVER);
+        await lab.serve(ns.ctr, SERVER);
     });
-    after(teardown);
+    after(() => lab.teardown());
 
     it("through Docker's IPv6 DNAT: the GitLab host connects, the stranger times out", () => {
         assert.equal(connects(ns.stranger, addr.v6.published, PUBLISHED_PORT), "connected", "the topology works");
@@ -249,7 +205,7 @@ describe("data-host firewall, crossed by real packets (IPv6)", { skip }, () => {
     it("through the userland proxy on another port: the stranger times out", async () => {
         // Docker's IPv4-only default bridge: docker-proxy accepts IPv6 and connects over IPv4,
         // so the packets never cross FORWARD.
-        await serve(ns.data, PROXY(addr.v6.published, addr.v4.container));
+        await lab.serve(ns.data, PROXY(addr.v6.published, addr.v4.container));
         const proxied = { ...v6Input, port: PUBLISHED_PORT };
         must(ns.data, `ip6tables -t nat -F DOCKER`);
         assert.equal(applyFirewall(proxied).status, 0);

@@ -4,6 +4,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { installTlsPairScript, renderNginxConf, TLS12_CIPHERS, type NginxConfInput } from "../../components/render/nginxConf";
+import { evaluate } from "../../scripts/evaluate";
+import { threeNodeConfig } from "../fixtures";
 import { nginxModulePreamble, nginxTest, shellcheck, shSyntax, tempDir } from "../support/readers";
 import { localNginxVersion, selfSignedPair } from "../support/tls";
 
@@ -18,7 +20,7 @@ function input(overrides: Partial<NginxConfInput> = {}): NginxConfInput {
             { name: "app3", address: "10.0.0.13", httpPort: 80, sshPort: 2222 },
         ],
         httpPort: 80, httpsPort: 443, sshPort: 2222,
-        proxyReadTimeoutSeconds: 3600, proxyConnectTimeoutSeconds: 300, healthPort: 8081,
+        proxyReadTimeoutSeconds: 3600, proxyConnectTimeoutSeconds: 3, healthPort: 8081,
         preamble: nginxModulePreamble(),
         ...overrides,
     };
@@ -128,9 +130,63 @@ describe("nginx.conf", () => {
         for (const line of ["proxy_set_header Host $http_host;", "proxy_set_header X-Real-IP $remote_addr;",
             "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;", "proxy_set_header Upgrade $http_upgrade;",
             "proxy_set_header Connection $connection_upgrade;", "client_max_body_size 0;", "proxy_read_timeout 3600s;",
-            "proxy_connect_timeout 300s;", "proxy_next_upstream error timeout http_502 http_503 http_504;"]) {
+            "proxy_send_timeout 3600s;", "proxy_timeout 3600s;"]) {
             assert.ok(conf.includes(line), line);
         }
+    });
+
+    describe("failover from a node that is off or hung (issue 12; served for real in balancerFailover.test.ts)", () => {
+        /** The lines of the block that opens with `opening` (no nested braces inside). */
+        const block = (conf: string, opening: string) => {
+            const start = conf.indexOf(opening);
+            assert.ok(start >= 0, `no ${opening}`);
+            return conf.slice(start, conf.indexOf("}", start)).split("\n").map(l => l.trim());
+        };
+
+        it("connects with a short timeout: 3 s by default, at most 10 s, never GitLab's local 300 s", async () => {
+            const cfg = threeNodeConfig();
+            const defaults = (await evaluate(cfg)).config.loadBalancer.proxyConnectTimeoutSeconds;
+            assert.equal(defaults, 3);
+            const conf = renderNginxConf(input({ proxyConnectTimeoutSeconds: defaults }));
+            assert.deepEqual(conf.match(/proxy_connect_timeout \S+;/g), ["proxy_connect_timeout 3s;", "proxy_connect_timeout 3s;"], "HTTP and SSH");
+            assert.doesNotMatch(conf, /300s/);
+            assert.deepEqual(renderNginxConf(input({ proxyConnectTimeoutSeconds: 2 })).match(/proxy_connect_timeout \S+;/g), ["proxy_connect_timeout 2s;", "proxy_connect_timeout 2s;"]);
+            assert.throws(() => renderNginxConf(input({ proxyConnectTimeoutSeconds: 300 })), /1 to 10/);
+            cfg.loadBalancer.proxyConnectTimeoutSeconds = 300;
+            await assert.rejects(evaluate(cfg), /loadBalancer\.proxyConnectTimeoutSeconds: must be at most 10: a GitLab node that is off/);
+        });
+
+        it("HTTP: tries the next node on error, timeout and 502/503/504, at most 3 nodes within 10 s; never replays a POST", () => {
+            const location = block(renderNginxConf(input()), "location / {");
+            for (const line of ["proxy_next_upstream error timeout http_502 http_503 http_504;", "proxy_next_upstream_tries 3;",
+                "proxy_next_upstream_timeout 10s;", "proxy_read_timeout 3600s;"]) {
+                assert.ok(location.includes(line), line);
+            }
+            assert.doesNotMatch(location.filter(l => !l.startsWith("#")).join("\n"), /non_idempotent/);
+            assert.equal(renderNginxConf(input({ proxyConnectTimeoutSeconds: 1 })).match(/proxy_next_upstream_timeout 4s;/g)?.length, 2, "tries x connect timeout + 1 s");
+        });
+
+        it("SSH: the stream block tries the next node too", () => {
+            const server = block(renderNginxConf(input()), "    server {\n        listen 2222;");
+            for (const line of ["proxy_pass gitlab_ssh;", "proxy_connect_timeout 3s;", "proxy_next_upstream on;", "proxy_next_upstream_tries 3;",
+                "proxy_next_upstream_timeout 10s;", "proxy_timeout 3600s;"]) {
+                assert.ok(server.includes(line), line);
+            }
+        });
+
+        it("both upstreams share their failure counts between workers (zone) and mark a node down after 3 failures for 10 s; no keepalive", () => {
+            const conf = renderNginxConf(input());
+            for (const name of ["gitlab_http", "gitlab_ssh"]) {
+                const upstreamBlock = block(conf, `upstream ${name} {`);
+                assert.ok(upstreamBlock.includes(`zone ${name} 1m;`), `${name}: zone`);
+                const servers = upstreamBlock.filter(l => l.startsWith("server "));
+                assert.equal(servers.length, 3);
+                for (const s of servers) assert.match(s, / max_fails=3 fail_timeout=10s;/);
+            }
+            // A cached connection to a node gone silent would hold a request for the read timeout.
+            assert.doesNotMatch(conf, /^\s*keepalive /m);
+            assert.equal(nginxTest(conf).status, 0, nginxTest(conf).stderr);
+        });
     });
 
     it("quotes the server name, and nginx reads it back", () => {

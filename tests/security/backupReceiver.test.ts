@@ -84,6 +84,34 @@ describe("M4: the receiver is append-only", () => {
     });
 });
 
+describe("issue 12: a data target with a separate secrets target never holds the decryption keys", () => {
+    const ETC = "1700000000_2023_11_14_18.4.1-ce_gitlab_etc.tar";
+
+    it("the data target's receiver stores data archives and refuses /etc/gitlab archives", () => {
+        const dir = store("recv-data-only");
+        const receiver = renderReceiverScript(dir, undefined, ["data"]);
+        assert.equal(receive(receiver, `put ${NAME} 4`, "data").status, 0);
+        const r = receive(receiver, `put ${ETC} 4`, "keys");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /^refused: not a data archive name: this host takes no \*_gitlab_etc\.tar, which go to backup\.secretsTarget/);
+        assert.deepEqual(fs.readdirSync(dir), [NAME]);
+    });
+
+    it("the secrets target's receiver stores /etc/gitlab archives and refuses data archives", () => {
+        const dir = store("recv-secrets-only");
+        const receiver = renderReceiverScript(dir, undefined, ["secrets"]);
+        assert.equal(receive(receiver, `put ${ETC} 4`, "keys").status, 0);
+        const r = receive(receiver, `put ${NAME} 4`, "data");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /^refused: not a \/etc\/gitlab archive name/);
+        assert.deepEqual(fs.readdirSync(dir), [ETC]);
+    });
+
+    it("a receiver for no archive kind is not rendered", () => {
+        assert.throws(() => renderReceiverScript("/srv/x", undefined, []), /at least one archive kind/);
+    });
+});
+
 async function freePort(): Promise<number> {
     return new Promise((resolve, reject) => {
         const server = net.createServer();

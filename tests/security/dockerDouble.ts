@@ -2,12 +2,15 @@
 // is two host directories (its /var/opt/gitlab and /etc/gitlab) and its `git` user is uid 998,
 // as in the Omnibus image. `gitlab-backup create` drops an archive the way GitLab does (as git,
 // 0600) and then runs an optional hostile hook as git; `gitlab-backup restore` checks what
-// GitLab checks; any other command (sh, chown, test, ...) runs for real, as root or, with
-// `-u git`, as uid 998, with the container's paths mapped to the directories. Every call is
-// recorded. Everything the script under test does besides calling docker is real.
+// GitLab checks; `gitlab-rake` answers with an optional hook (silence and success by default);
+// any other command (sh, chown, test, ...) runs for real, as root or, with `-u git`, as uid 998,
+// with the container's paths mapped to the directories. Every call is recorded. Everything the
+// script under test does besides calling docker is real.
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import type { OpsInventory } from "../../components/cluster";
+import type { HostRef, RunResult, Runner } from "../../scripts/ops/plan";
 
 export const GIT_UID = 998;
 export const BACKUP_ID = "1700000000_2023_11_14_18.4.1-ce";
@@ -99,6 +102,8 @@ export interface DockerDoubleInput {
     readonly etcDir: string;
     /** Shell run as git right after `gitlab-backup create` made its archive ($1: the id, $BACKUPS: the directory). */
     readonly onCreate?: string;
+    /** Shell run as root for `gitlab-rake <args>` ("$@": the args, `-e` variables exported); its output and exit code are the task's. */
+    readonly onRake?: string;
     readonly backupId?: string;
 }
 
@@ -141,7 +146,11 @@ case "$1 \${2:-}" in
         [ -f "$f" ] && [ ! -L "$f" ] && [ "$(stat -c %u "$f")" = ${GIT_UID} ] || { echo "double: $f is not git's regular file" >&2; exit 4; }
         as_git cat "$f" > "$DOUBLE_DATA/restored-from"
         exit 0 ;;
-    gitlab-ctl*|gitlab-rake*|curl*) exit 0 ;;
+    gitlab-rake*)
+        shift
+        if [ -n "\${DOUBLE_ON_RAKE:-}" ]; then exec sh -c "$DOUBLE_ON_RAKE" sh "$@"; fi
+        exit 0 ;;
+    gitlab-ctl*|curl*) exit 0 ;;
 esac
 if [ "$user" = git ]; then exec setpriv --reuid=${GIT_UID} --regid=${GIT_UID} --clear-groups -- "$@"; fi
 exec "$@"
@@ -158,8 +167,29 @@ export function dockerDouble(root: string, input: DockerDoubleInput): DockerDoub
         env: {
             PATH: `${bin}:${process.env.PATH}`,
             DOUBLE_LOG: log, DOUBLE_DATA: input.dataDir, DOUBLE_ETC: input.etcDir,
-            DOUBLE_ID: input.backupId ?? BACKUP_ID, DOUBLE_ON_CREATE: input.onCreate ?? "",
+            DOUBLE_ID: input.backupId ?? BACKUP_ID, DOUBLE_ON_CREATE: input.onCreate ?? "", DOUBLE_ON_RAKE: input.onRake ?? "",
         },
         calls: () => fs.readFileSync(log, "utf8").split("\n").filter(Boolean),
+    };
+}
+
+/** Runs each ops step's script locally (sh -c) in `env`: the docker double first on PATH. */
+export class LocalRunner implements Runner {
+    constructor(private readonly env: Record<string, string>) {}
+    async run(_host: HostRef, script: string, stdin?: string): Promise<RunResult> {
+        const r = spawnSync("sh", ["-c", script], { encoding: "utf8", env: { ...process.env, ...this.env }, input: stdin ?? "" });
+        return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
+    }
+}
+
+/** The ops inventory of a one-node cluster laid out by nodeLayout, every host local. */
+export function localInventory(node: NodeLayout): OpsInventory {
+    const ssh = { user: "root", port: 22, local: true };
+    return {
+        gitlabImage: "gitlab/gitlab-ce:18.4.1-ce.0",
+        nodes: [{ name: "app1", address: "127.0.0.1", container: "gitlab-gitlab-app1", dataRoot: node.dataRoot, migrationNode: true, ssh }],
+        backupNode: "app1",
+        backupsDir: node.backups,
+        balancer: { name: "edge1", address: "127.0.0.1", container: "gitlab-lb", httpPort: 80, httpsPort: 443, tls: false, serverName: "x", ssh },
     };
 }

@@ -10,7 +10,7 @@ import * as net from "node:net";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
-import { nginxString, redisString, rubyString, rubyValue, shellQuote, sqlIdentifier, sqlString, UnrepresentableValue } from "../../components/render/quote";
+import { nginxString, redisString, rubyString, rubyValue, shellQuote, sqlIdentifier, sqlString, UnrepresentableValue, type RubyLiteral } from "../../components/render/quote";
 import { loadGitlabRb, tempDir } from "../support/readers";
 
 export const SEED = Number(process.env.SECURITY_SEED ?? 20250917);
@@ -108,6 +108,46 @@ describe("rubyString: gitlab.rb values come back exactly from Ruby", () => {
     it("a CR LF pair survives (Ruby's lexer folds it to LF inside a plain single-quoted literal)", () => {
         const settings = loadGitlabRb(`gitlab_rails['crlf'] = ${rubyString("a\r\nb\r")}\n`);
         assert.equal(settings.gitlab_rails.crlf, "a\r\nb\r");
+    });
+});
+
+/** JSON-like trees (what gitlab.omnibus holds): hostile strings as values and as hash keys, numbers, true/false, null. */
+const number = fc.oneof(fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(1e21, -1e-7, 5e-324, 2 ** 53 + 2, 0.1 + 0.2))
+    .filter(n => !Object.is(n, -0)); // JSON has no -0 either: Ruby reads it as 0
+const tree = fc.letrec<{ node: unknown }>(tie => ({
+    node: fc.oneof({ depthSize: "small", withCrossShrink: true },
+        noNul, number, fc.boolean(), fc.constant(null),
+        fc.array(tie("node"), { maxLength: 4 }),
+        fc.dictionary(noNul, tie("node"), { maxKeys: 4 })),
+})).node;
+
+describe("rubyValue: nested hashes and arrays come back exactly from Ruby", () => {
+    it("every generated tree, batched into one gitlab.rb per run, as `name['key'] = <literal>`", async () => {
+        await check("rubyValue (trees)", fc.property(fc.array(tree, { minLength: 10, maxLength: 30 }), values => {
+            const lines = values.map((v, i) => `gitlab_rails['v${i}'] = ${rubyValue(v as RubyLiteral)}`);
+            const settings = loadGitlabRb(`# hostile trees\n${lines.join("\n")}\n`);
+            // Through JSON, as a stack's config arrives: fast-check builds some maps without a prototype.
+            values.forEach((v, i) => assert.deepEqual(settings.gitlab_rails?.[`v${i}`], JSON.parse(JSON.stringify(v)), lines[i]));
+        }), 12);
+    });
+
+    it("refuses a NUL anywhere (in a key or a value), and says where, with UnrepresentableValue", () => {
+        const cases: [RubyLiteral, string][] = [
+            [{ main: { password: "a\0b" } }, "main.password: cannot be written as a Ruby string: it contains a NUL character"],
+            [[1, { "odd key": ["\0"] }], '[1]["odd key"][0]: cannot be written as a Ruby string: it contains a NUL character'],
+            [{ a: { "k\0": 1 } }, 'a: cannot be written as a Ruby value: the key "k\\u0000" contains a NUL character'],
+        ];
+        for (const [value, message] of cases) assert.throws(() => rubyValue(value), (e: unknown) => e instanceof UnrepresentableValue && e.message === message, message);
+    });
+
+    it("refuses what JSON cannot hold: non-finite numbers, undefined, functions, class instances, deep nesting", () => {
+        const deep: RubyLiteral = Array.from({ length: 40 }).reduce<RubyLiteral>(inner => [inner], 1);
+        for (const value of [Number.NaN, Infinity, { a: [undefined] }, { f: () => 1 }, { d: new Date(0) }, new Map(), deep] as unknown[]) {
+            assert.throws(() => rubyValue(value as RubyLiteral), UnrepresentableValue, String(value));
+        }
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        assert.throws(() => rubyValue(cyclic as RubyLiteral), UnrepresentableValue);
     });
 });
 

@@ -40,8 +40,11 @@ export function nginxModulePreamble(): string[] {
     return found ? [`load_module ${found};`] : [];
 }
 
-/** `nginx -t` on a config file; returns the result. `extraFiles` are written beside it. */
-export function nginxTest(conf: string, extraFiles: Record<string, string> = {}): ProgramResult {
+/**
+ * `nginx -t` on a config file; returns the result. `extraFiles` are written beside it. `netns`: run
+ * in that network namespace (nginx -t binds the listen addresses, which may exist only there).
+ */
+export function nginxTest(conf: string, extraFiles: Record<string, string> = {}, netns?: string): ProgramResult {
     const dir = tempDir("nginx");
     for (const [name, content] of Object.entries(extraFiles)) {
         fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
@@ -53,7 +56,9 @@ export function nginxTest(conf: string, extraFiles: Record<string, string> = {})
     const log = path.join(dir, "nginx-t.log");
     const fd = fs.openSync(log, "w");
     try {
-        const r = spawnSync("nginx", ["-t", "-p", dir, "-c", file], { stdio: ["ignore", fd, fd] });
+        const command = ["nginx", "-t", "-p", dir, "-c", file];
+        const r = netns === undefined ? spawnSync(command[0]!, command.slice(1), { stdio: ["ignore", fd, fd] })
+            : spawnSync("ip", ["netns", "exec", netns, ...command], { stdio: ["ignore", fd, fd] });
         if (r.error) throw r.error;
         const output = fs.readFileSync(log, "utf8");
         return { status: r.status, stdout: output, stderr: output };

@@ -497,7 +497,16 @@ describe("GitHub workflows", () => {
         const test = stepsOf(w.jobs.test!);
         assert.deepEqual(test.filter(s => s.run?.startsWith("npm")).map(s => s.run), ["npm ci", "npm test"]);
         assert.deepEqual(credentials(w.jobs.test), []);
-        assert.equal(test.find(s => s.uses?.startsWith("actions/setup-node@"))?.with?.["node-version"], 20);
+        // The Node major every job installs, inside package.json's engines (the locked @pulumi/pulumi needs 22+).
+        assert.equal(test.find(s => s.uses?.startsWith("actions/setup-node@"))?.with?.["node-version"], 22);
+        const engines = (JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8")) as { engines: { node: string } }).engines.node;
+        assert.match(engines, /\^22\./, "package.json's engines admit Node 22");
+        for (const f of ["pr.yml", "deploy.yml", "promote.yml"]) {
+            for (const job of Object.values(real(f).w.jobs)) {
+                const setup = stepsOf(job).find(s => s.uses?.startsWith("actions/setup-node@"));
+                if (setup) assert.equal(setup.with?.["node-version"], 22, f);
+            }
+        }
         assert.deepEqual(Object.keys(w.jobs), ["test", "preview-dev", "preview", "comment"]);
         assert.equal(w.jobs["preview-dev"]!.environment, "dev-preview");
         assert.deepEqual(w.jobs.preview!.strategy?.matrix?.stack, ["staging", "prod"]);

@@ -9,6 +9,7 @@
 # values it really produces, and top-level names Omnibus would not know.
 #
 # Usage: load_gitlab_rb.rb [--strict] [PATH]   (PATH default /etc/gitlab/gitlab.rb)
+#        load_gitlab_rb.rb --known             (prints KNOWN as a JSON list)
 # Prints JSON: {"external_url": ..., "gitlab_rails": {...}, ...,
 #               "_standin": {"file": PATH, "unknown_top_level": [...]}}
 # Exit: 0 ok; 1 file missing / Ruby error / invalid external_url;
@@ -18,25 +19,30 @@ require 'json'
 require 'set'
 require 'uri'
 
-# Top-level names of omnibus-gitlab's gitlab.rb (files/gitlab-config-template/
-# gitlab.rb.template and the attribute roots of its cookbooks). Not exhaustive.
+# Every top-level name of Omnibus 18.4's gitlab.rb, as strict mode accepts them:
+# omnibus-gitlab tag 18.4.1+ce.0, files/gitlab-cookbooks/package/libraries/config/gitlab.rb.
+# The same list as OMNIBUS_TOP_LEVEL in components/render/gitlabRb.ts (a test compares them).
 KNOWN = %w[
-  external_url registry_external_url pages_external_url mattermost_external_url
-  gitlab_kas_external_url roles git_data_dirs high_availability manage_accounts
-  manage_storage_directories user web_server package logging logrotate crond
-  gitlab_rails gitlab_workhorse gitlab_shell gitlab_sshd gitaly praefect puma
-  sidekiq unicorn actioncable mailroom nginx registry_nginx pages_nginx
-  mattermost_nginx gitlab_kas_nginx postgresql pgbouncer patroni consul redis
-  sentinel redis_exporter postgres_exporter pgbouncer_exporter gitlab_exporter
-  node_exporter prometheus alertmanager grafana prometheus_monitoring letsencrypt
-  registry gitlab_pages gitlab_kas mattermost geo_postgresql geo_secondary
-  geo_primary_role geo_secondary_role geo_logcursor storage_check spamcheck
-  gitlab_ci gitlab_monitor monitoring_role consul_role redis_master_role
-  redis_replica_role redis_sentinel_role postgres_role pgbouncer_role
-  patroni_role application_role sidekiq_role gitaly_role praefect_role
-  spamcheck_role openssl gitlab_kas_role monitoring pages_nginx_role
-  suggested_reviewers gitlab_backup_cli
+  actioncable alertmanager bootstrap consul crond geo_logcursor geo_postgresql geo_secondary
+  git_data_dirs gitaly gitlab_backup_cli gitlab_ci gitlab_exporter gitlab_kas gitlab_kas_nginx
+  gitlab_pages gitlab_rails gitlab_shell gitlab_sshd gitlab_workhorse high_availability letsencrypt
+  logging logrotate mailroom manage_accounts manage_storage_directories mattermost mattermost_nginx
+  nginx node_exporter package pages_nginx patroni pgbouncer pgbouncer_exporter postgres_exporter
+  postgresql praefect prometheus prometheus_monitoring puma redis redis_exporter registry
+  registry_nginx remote_syslog repmgr repmgrd sentinel sidekiq spamcheck storage_check
+  suggested_reviewers unicorn user web_server
+  external_url git_data_dir gitlab_kas_external_url mattermost_external_url pages_external_url
+  registry_external_url roles runtime_dir
+  application_role consul_role geo_primary_role geo_secondary_role gitaly_role monitoring_role
+  pages_role patroni_role pgbouncer_role postgres_role redis_master_role redis_replica_role
+  redis_sentinel_role sidekiq_role spamcheck_role
+  edition node
 ].to_set.freeze
+
+if ARGV == ['--known']
+  puts JSON.generate(KNOWN.to_a.sort)
+  exit 0
+end
 
 class AutoHash < Hash
   def initialize
@@ -72,9 +78,11 @@ end
 def prune(v)
   case v
   when Hash
-    h = v.each_with_object({}) { |(k, x), o| o[k.to_s] = prune(x) }
-    # drop hashes that only exist because something *read* an unset key
-    h.reject { |_, x| x.is_a?(Hash) && x.empty? && v.is_a?(AutoHash) }
+    # drop hashes that only exist because something *read* an unset key (a `{}` written in gitlab.rb stays)
+    v.each_with_object({}) do |(k, x), o|
+      pruned = prune(x)
+      o[k.to_s] = pruned unless x.is_a?(AutoHash) && pruned == {}
+    end
   when Array then v.map { |x| prune(x) }
   when Symbol then v.to_s
   else v

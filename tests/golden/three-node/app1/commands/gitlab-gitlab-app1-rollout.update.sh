@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 d9f7899438de9b92e7b6e2d94fff8fa0a0d8568cbf7931fda195a4e24cf31140
+# gitlab.rb sha256 4c1b0edd22fdaf4a48f494ac1421ae6c85ec9b4903c9b1882cd437bba0cbfad8
 echo "reconfiguring gitlab-gitlab-app1"
 docker exec gitlab-gitlab-app1 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 867eef70e8c51a4e78fe41033032f464fd6dc9373bd0b8885527575215f9f627
+# gitlab.rb sha256 e3de06707845e0def5c63f3b1fb10b0891bb361358dffcb155308a0c4ccde1fa
 echo "reconfiguring gitlab-gitlab-app2"
 docker exec gitlab-gitlab-app2 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

@@ -1,6 +1,6 @@
 #!/bin/sh
 set -eu
-# gitlab.rb sha256 ca76ad6fdc1192748e4aa35fa9bcdda3a315e8294bc2217f0725f16a67841578
+# gitlab.rb sha256 c3c2a4b406b5d380e5a8e91476fc69bbab475ca8d045fc77b5a921641852f9d2
 echo "reconfiguring gitlab-gitlab-app3"
 docker exec gitlab-gitlab-app3 gitlab-ctl reconfigure
 deadline=$(( $(date +%s) + 1200 ))

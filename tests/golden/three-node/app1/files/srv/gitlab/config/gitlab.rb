@@ -22,10 +22,6 @@ gitlab_rails['redis_host'] = '10.0.0.21'
 gitlab_rails['redis_port'] = 6379
 gitlab_rails['redis_password'] = '[generated gitlab-redis-password]'
 
-# The same git uid/gid on every node: they share Git data over NFS.
-user['uid'] = 998
-user['gid'] = 998
-
 # Behind the load balancer
 letsencrypt['enable'] = false
 nginx['listen_port'] = 80
