@@ -14,7 +14,7 @@ import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { nNodeConfig, threeNodeConfig } from "../fixtures";
 import { str } from "../support/graph";
 import { shellcheck, shSyntax, tempDir } from "../support/readers";
-import { freePort } from "../support/tls";
+import { freePort } from "../support/net";
 
 process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("pg-keys");
 const passwordFor = (name: string) => `pw-of-${name}-'"\\$x`;

@@ -17,7 +17,8 @@ import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
 import { str } from "../support/graph";
 import { nginxModulePreamble, tempDir } from "../support/readers";
-import { freePort, localNginxVersion, selfSignedPair, serveNginx, type Pair, type ServedNginx } from "../support/tls";
+import { freePort } from "../support/net";
+import { localNginxVersion, selfSignedPair, serveNginx, type Pair, type ServedNginx } from "../support/tls";
 
 process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("serve-keys");
 const NAME = "gitlab.example.com";

@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { renderAuthorizedKeyLine, renderReceiverScript } from "../../components/render/backup";
+import { freePort, waitForPort } from "../support/net";
 import { tempDir } from "../support/readers";
 
 const NAME = "1700000000_2023_11_14_18.4.1-ce_gitlab_backup.tar";
@@ -112,16 +112,6 @@ describe("issue 12: a data target with a separate secrets target never holds the
     });
 });
 
-async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const server = net.createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => {
-            const port = (server.address() as net.AddressInfo).port;
-            server.close(() => resolve(port));
-        });
-    });
-}
 
 const SSHD = ["/usr/sbin/sshd", "/usr/bin/sshd"].find(p => fs.existsSync(p));
 
@@ -155,15 +145,7 @@ describe("M4: the authorized_keys line, read by a real sshd", { skip: SSHD === u
         const check = spawnSync(SSHD!, ["-t", "-f", path.join(dir, "sshd_config")], { encoding: "utf8" });
         assert.equal(check.status, 0, check.stderr);
         sshd = spawn(SSHD!, ["-D", "-e", "-f", path.join(dir, "sshd_config")], { stdio: ["ignore", "ignore", "pipe"] });
-        for (let i = 0; i < 50; i++) {
-            const up = await new Promise<boolean>(resolve => {
-                const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-                s.on("error", () => resolve(false));
-            });
-            if (up) return;
-            await new Promise(r => setTimeout(r, 100));
-        }
-        throw new Error("sshd did not start");
+        await waitForPort(port, 5000);
     });
 
     after(() => { sshd?.kill(); });

@@ -7,13 +7,12 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import type { OpsInventory } from "../../components/cluster";
 import { etcBackupsDirOf, renderBackupScript, renderReceiverScript } from "../../components/render/backup";
 import { readIdentityScript, SHARED_IDENTITY_FILES, writeIdentityScript } from "../../components/render/scripts";
-import { execute, restorePlan, type HostRef, type RunResult, type Runner } from "../../scripts/ops/plan";
+import { execute, restorePlan } from "../../scripts/ops/plan";
 import { shellcheck, shSyntax, tempDir } from "../support/readers";
 import {
-    BACKUP_ID, dockerDouble, ETC_FILES, fileState, GIT_UID, nodeLayout, SECRET, secretsReadableByGit, shAsGit, type NodeLayout,
+    BACKUP_ID, dockerDouble, ETC_FILES, fileState, GIT_UID, LocalRunner, localInventory, nodeLayout, SECRET, secretsReadableByGit, shAsGit, type NodeLayout,
 } from "./dockerDouble";
 
 function sh(script: string, env: Record<string, string> = {}, input?: string, argv0: string[] = []) {
@@ -117,25 +116,6 @@ SSH_ORIGINAL_COMMAND="$*" exec sh ${bin}/receiver
     return bin;
 }
 
-/** Runs each step's script locally with the docker double first on PATH. */
-class LocalRunner implements Runner {
-    constructor(private readonly env: Record<string, string>) {}
-    async run(_host: HostRef, script: string, stdin?: string): Promise<RunResult> {
-        const r = sh(script, this.env, stdin ?? "");
-        return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
-    }
-}
-
-function inventory(node: NodeLayout): OpsInventory {
-    const ssh = { user: "root", port: 22, local: true };
-    return {
-        gitlabImage: "gitlab/gitlab-ce:18.4.1-ce.0",
-        nodes: [{ name: "app1", address: "127.0.0.1", container: "gitlab-gitlab-app1", dataRoot: node.dataRoot, migrationNode: true, ssh }],
-        backupNode: "app1",
-        backupsDir: node.backups,
-        balancer: { name: "edge1", address: "127.0.0.1", container: "gitlab-lb", httpPort: 80, httpsPort: 443, tls: false, serverName: "x", ssh },
-    };
-}
 
 /** A /etc/gitlab archive made as the backup made it (root's, 0600), from files labelled `label`. */
 function etcArchive(label: string, dest: string): void {
@@ -150,7 +130,7 @@ function etcArchive(label: string, dest: string): void {
 describe("H2: restore trusts nothing git can write", () => {
     it("its scripts pass sh -n and shellcheck", () => {
         const node = nodeLayout(tempDir("h2-restore-lint"));
-        for (const step of restorePlan(inventory(node), BACKUP_ID, 5)) {
+        for (const step of restorePlan(localInventory(node), BACKUP_ID, 5)) {
             assert.equal(shSyntax(step.script).status, 0, step.title);
             const lint = shellcheck(step.script.startsWith("#!") ? step.script : `#!/bin/sh\n${step.script}`);
             assert.equal(lint.status, 0, `${step.title}\n${lint.stdout}`);
@@ -175,7 +155,7 @@ rm -f ${node.backups}/${BACKUP_ID}_gitlab_etc.tar ${node.backups}/${BACKUP_ID}_g
 tar -cf ${node.backups}/${BACKUP_ID}_gitlab_etc.tar gitlab.rb ${SHARED_IDENTITY_FILES.join(" ")}
 ln -s ${victim} ${node.backups}/${BACKUP_ID}_gitlab_backup.tar`);
         const docker = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config });
-        await execute(restorePlan(inventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined).catch(() => undefined);
+        await execute(restorePlan(localInventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined).catch(() => undefined);
         assert.deepEqual(fileState(victim), before, "the host file was chowned or changed through git's symlink");
         assert.equal(fs.readFileSync(path.join(node.config, "gitlab.rb"), "utf8"), renderedRb, "gitlab.rb was taken from an archive");
         const config = entries(node.config);
@@ -193,7 +173,7 @@ ln -s ${victim} ${node.backups}/${BACKUP_ID}_gitlab_backup.tar`);
         shAsGit(`umask 077; echo "gitlab data" > ${node.backups}/${BACKUP_ID}_gitlab_backup.tar`);
         const docker = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config });
         const log: string[] = [];
-        await execute(restorePlan(inventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), l => log.push(l));
+        await execute(restorePlan(localInventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), l => log.push(l));
         assert.equal(fs.readFileSync(path.join(node.config, "gitlab.rb"), "utf8"), renderedRb, "gitlab.rb is the program's, not the archive's");
         for (const f of SHARED_IDENTITY_FILES) {
             const st = fs.lstatSync(path.join(node.config, f));
@@ -218,10 +198,10 @@ ln -s ${victim} ${node.backups}/${BACKUP_ID}_gitlab_backup.tar`);
         fs.writeFileSync(path.join(etcBackups, `${BACKUP_ID}_gitlab_backup.tar`), "off-host copy\n", { mode: 0o600 });
         shAsGit(`ln -s ${victim} ${node.backups}/${BACKUP_ID}_gitlab_backup.tar.part`);
         const docker = dockerDouble(node.dataRoot, { dataDir: node.data, etcDir: node.config });
-        await assert.rejects(execute(restorePlan(inventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined), /step 2 failed: hand/);
+        await assert.rejects(execute(restorePlan(localInventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined), /step 2 failed: hand/);
         assert.deepEqual(fileState(victim), before);
         shAsGit(`rm ${node.backups}/${BACKUP_ID}_gitlab_backup.tar.part`);
-        await execute(restorePlan(inventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined);
+        await execute(restorePlan(localInventory(node), BACKUP_ID, 5), new LocalRunner(docker.env), () => undefined);
         const handed = fs.lstatSync(path.join(node.backups, `${BACKUP_ID}_gitlab_backup.tar`));
         assert.ok(handed.isFile() && handed.uid === GIT_UID, "the archive is git's own");
         assert.equal(fs.readFileSync(path.join(node.data, "restored-from"), "utf8"), "off-host copy\n");

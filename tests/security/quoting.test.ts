@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { nginxString, redisString, rubyString, rubyValue, shellQuote, sqlIdentifier, sqlString, UnrepresentableValue, type RubyLiteral } from "../../components/render/quote";
+import { freePort, waitForPort } from "../support/net";
 import { loadGitlabRb, tempDir } from "../support/readers";
 
 export const SEED = Number(process.env.SECURITY_SEED ?? 20250917);
@@ -56,29 +57,11 @@ function quoteAll(values: readonly string[], quote: (v: string) => string): { ke
     return { kept, literals, refused };
 }
 
-async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const server = net.createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => {
-            const port = (server.address() as net.AddressInfo).port;
-            server.close(() => resolve(port));
-        });
-    });
-}
 
-/** Waits until something accepts connections on 127.0.0.1:port (bounded). */
-async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-    for (let i = 0; i < 250; i++) {
-        if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}: ${log()}`);
-        const open = await new Promise<boolean>(resolve => {
-            const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-            s.once("error", () => resolve(false));
-        });
-        if (open) return;
-        await new Promise(r => setTimeout(r, 20));
-    }
-    throw new Error(`nothing listens on 127.0.0.1:${port} after 5s: ${log()}`);
+/** Waits until the server `child` accepts connections on 127.0.0.1:port (bounded), with its log on failure. */
+async function waitForServer(port: number, child: ChildProcess, log: () => string): Promise<void> {
+    await waitForPort(port, 5000, () => (child.exitCode !== null ? `exited with ${child.exitCode}: ${log()}` : undefined))
+        .catch((err: Error) => { throw new Error(`${err.message}: ${log()}`); });
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -199,7 +182,7 @@ describe("nginxString: nginx serves each value back exactly, or it is refused", 
             const child = spawn("nginx", ["-p", dir, "-c", path.join(dir, "nginx.conf")], { stdio: "ignore" });
             started.push(child);
             try {
-                await waitForPort(port, child, () => fs.existsSync(`${dir}/logs/error.log`) ? fs.readFileSync(`${dir}/logs/error.log`, "utf8") : "");
+                await waitForServer(port, child, () => fs.existsSync(`${dir}/logs/error.log`) ? fs.readFileSync(`${dir}/logs/error.log`, "utf8") : "");
                 for (const [i, v] of kept.entries()) {
                     const body = await new Promise<Buffer>((resolve, reject) => {
                         http.get({ host: "127.0.0.1", port, path: `/v${i}`, agent: false }, res => {
@@ -249,7 +232,7 @@ async function startRedis(confLines: readonly string[]): Promise<{ port: number;
     fs.writeFileSync(conf, `${confLines.join("\n")}\n`);
     const child = spawn("redis-server", [conf, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", path.join(dir, "log")], { stdio: "ignore" });
     started.push(child);
-    await waitForPort(port, child, () => fs.existsSync(path.join(dir, "log")) ? fs.readFileSync(path.join(dir, "log"), "utf8") : "");
+    await waitForServer(port, child, () => fs.existsSync(path.join(dir, "log")) ? fs.readFileSync(path.join(dir, "log"), "utf8") : "");
     return { port, child };
 }
 

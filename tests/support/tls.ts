@@ -3,7 +3,7 @@
 // should the test process die).
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
+import { waitForPort } from "./net";
 import * as path from "node:path";
 import { tempDir } from "./readers";
 
@@ -28,30 +28,7 @@ export function localNginxVersion(): string {
     return v;
 }
 
-/** A port that was free a moment ago on 127.0.0.1. */
-export async function freePort(): Promise<number> {
-    return new Promise((resolve, reject) => {
-        const server = net.createServer();
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => {
-            const port = (server.address() as net.AddressInfo).port;
-            server.close(() => resolve(port));
-        });
-    });
-}
 
-async function waitForPort(port: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-        const ok = await new Promise<boolean>(resolve => {
-            const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resolve(true); });
-            s.once("error", () => resolve(false));
-        });
-        if (ok) return;
-        if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-        await new Promise(r => setTimeout(r, 50));
-    }
-}
 
 export interface ServedNginx {
     readonly prefix: string;
