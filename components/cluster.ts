@@ -1,11 +1,12 @@
 // Wires the tiers into one GitLab cluster: data services, NFS, GitLab nodes (migration node
-// first, then the rest in parallel, reconfigures one at a time), and the balancer.
+// first, then the rest one at a time, each after the previous one is ready; reconfigures one at a
+// time; post-deployment migrations once all run the image), and the balancer.
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { GitlabBackup } from "./backup";
 import type { ClusterConfig, HostConfig } from "./config";
 import { GitlabNode } from "./gitlabNode";
-import { HostConnection, sourceRanges } from "./host";
+import { HostConnection, sourceRanges, type HostCommand } from "./host";
 import { NfsExport, NfsMount } from "./nfs";
 import { NginxLoadBalancer } from "./nginxLoadBalancer";
 import { PostgresNode } from "./postgresNode";
@@ -55,6 +56,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
     readonly redis: RedisNode;
     readonly postgres: PostgresNode;
     readonly gitlabNodes: readonly GitlabNode[];
+    /** GitLab's post-deployment migrations on the migration node, once per image. */
+    readonly postDeployMigrations: HostCommand;
     readonly nfsExport?: NfsExport;
     readonly nfsMounts: readonly NfsMount[];
     readonly loadBalancer: NginxLoadBalancer;
@@ -130,6 +133,9 @@ export class GitlabCluster extends pulumi.ComponentResource {
         const nodes: GitlabNode[] = [];
         for (const [i, node] of gitlabHosts.entries()) {
             const migration = nodes[0];
+            // GitLab's zero-downtime upgrade: one node at a time, each after the previous one answers
+            // /-/readiness on its (new) container. A first deploy starts them in the same order.
+            const previous = nodes[i - 1];
             const mount = mounts.get(node.name);
             nodes.push(new GitlabNode(`${name}-gitlab-${node.name}`, {
                 host: connect(node.name),
@@ -146,12 +152,15 @@ export class GitlabCluster extends pulumi.ComponentResource {
                     this.postgres.ready, this.redis.container,
                     ...(this.nfsExport && node.name === nfsServer ? [this.nfsExport.command] : []),
                     ...(mount ? [mount.command] : []),
-                    ...(migration ? [migration.ready] : []),
+                    ...(previous ? [previous.ready] : []),
                 ],
+                upgradePreflight: migration?.upgradePreflight,
                 previousRollout: nodes[i - 1]?.rollout,
             }, { parent: this }));
         }
         this.gitlabNodes = nodes;
+        // Once per image, after every node answers /-/readiness on it.
+        this.postDeployMigrations = nodes[0]!.postDeployMigrations(nodes.map(n => n.ready));
 
         if (cfg.backup !== undefined && backupNode !== undefined) {
             const index = cfg.roles.gitlab.indexOf(backupNode);

@@ -161,6 +161,12 @@ export const pinnedImage = z.string().superRefine((image, ctx) => {
     }
 });
 
+/** The PostgreSQL major version a postgres image's tag names (`postgres:16.15-bookworm`: 16), or undefined (a digest alone, another tag). */
+export function postgresMajor(image: string): number | undefined {
+    const m = /^(\d+)/.exec(parseImageRef(image)?.tag ?? "");
+    return m ? Number(m[1]) : undefined;
+}
+
 export interface GitlabRelease {
     readonly major: number;
     readonly minor: number;
@@ -320,20 +326,66 @@ const loadBalancerSchema = z.strictObject({
         .default(UPSTREAM_CONNECT_TIMEOUT_DEFAULT_SECONDS),
 });
 
-/** Five-field cron: minute hour day-of-month month day-of-week, numbers, ranges, lists and steps. */
-export function isCronSchedule(s: string): boolean {
-    const fields = s.trim().split(/\s+/);
-    const ranges: [number, number][] = [[0, 59], [0, 23], [1, 31], [1, 12], [0, 7]];
-    if (fields.length !== 5) return false;
-    return fields.every((field, i) => field.split(",").every(part => {
+/** Cron's five fields, their names and ranges (day-of-week 7 is Sunday, as 0). */
+const CRON_FIELDS: readonly { readonly name: string; readonly lo: number; readonly hi: number }[] = [
+    { name: "minute", lo: 0, hi: 59 }, { name: "hour", lo: 0, hi: 23 }, { name: "day-of-month", lo: 1, hi: 31 },
+    { name: "month", lo: 1, hi: 12 }, { name: "day-of-week", lo: 0, hi: 7 },
+];
+/** The longest each month can be (February: 29, in leap years). */
+const MONTH_MAX_DAYS = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** The values one cron field matches, or why it is not a field (naming it). */
+function cronFieldValues(field: string, i: number): Set<number> | string {
+    const { name, lo, hi } = CRON_FIELDS[i]!;
+    const values = new Set<number>();
+    for (const part of field.split(",")) {
         const m = /^(\*|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(part);
-        if (!m) return false;
-        const [lo, hi] = ranges[i]!;
+        if (!m) return `the ${name} field '${field}' is not a number, range (1-5), list (1,3) or step (*/15)`;
         const nums = [m[2], m[3]].filter((x): x is string => x !== undefined).map(Number);
-        if (m[4] !== undefined && Number(m[4]) < 1) return false;
-        if (nums.length === 2 && nums[0]! > nums[1]!) return false;
-        return nums.every(n => n >= lo && n <= hi);
-    }));
+        const outside = nums.find(n => n < lo || n > hi);
+        if (outside !== undefined) return `the ${name} field '${field}' is out of range: ${outside} is not within ${lo}-${hi}`;
+        const step = m[4] !== undefined ? Number(m[4]) : 1;
+        if (step < 1) return `the ${name} field '${field}' has a step of 0`;
+        if (nums.length === 2 && nums[0]! > nums[1]!) return `the ${name} field '${field}' is a range that runs backwards (${nums[0]}-${nums[1]})`;
+        const from = nums[0] ?? lo;
+        const to = m[1] === "*" ? hi : (nums[1] ?? (m[4] !== undefined ? hi : from));
+        for (let v = from; v <= to; v += step) values.add(i === 4 && v === 7 ? 0 : v);
+    }
+    return values;
+}
+
+/**
+ * Why a five-field cron schedule (minute hour day-of-month month day-of-week) is refused, or
+ * undefined. Also refused: a schedule that names no real date (`0 3 30 2 *`). As in cron, when
+ * both day fields are restricted (neither starts with `*`) a day matches either; then it runs.
+ */
+export function cronScheduleProblem(s: string): string | undefined {
+    const fields = s.trim().split(/\s+/).filter(f => f !== "");
+    if (fields.length !== 5) return `must be five fields (minute hour day-of-month month day-of-week) such as '0 3 * * *'; got ${fields.length}`;
+    const values: Set<number>[] = [];
+    for (const [i, field] of fields.entries()) {
+        const v = cronFieldValues(field, i);
+        if (typeof v === "string") return v;
+        values.push(v);
+    }
+    const [, , days, months] = values as [Set<number>, Set<number>, Set<number>, Set<number>, Set<number>];
+    const eitherDay = !fields[2]!.startsWith("*") && !fields[4]!.startsWith("*");
+    // Every date falls on every weekday in some year: only day-of-month against month can rule out all.
+    if (!eitherDay && ![...months].some(m => [...days].some(d => d <= MONTH_MAX_DAYS[m - 1]!))) {
+        return `never runs: no month of '${fields[3]}' has a day '${fields[2]}' (February has at most 29 days, April, June, September and November 30)`;
+    }
+    return undefined;
+}
+
+/** Five-field cron: minute hour day-of-month month day-of-week, numbers, ranges, lists and steps; one that runs. */
+export function isCronSchedule(s: string): boolean {
+    return cronScheduleProblem(s) === undefined;
+}
+
+/** How many times an hour a valid schedule runs, at most (the minutes it names). */
+export function cronRunsPerHour(s: string): number {
+    const minutes = cronFieldValues(s.trim().split(/\s+/)[0] ?? "", 0);
+    return typeof minutes === "string" ? 0 : minutes.size;
 }
 
 /**
@@ -349,7 +401,10 @@ const offHostCopySchema = (examplePath: string) => z.strictObject({
 const backupSchema = z.strictObject({
     /** The GitLab host that backs up; default the migration node. */
     node: hostName.optional(),
-    schedule: z.string().refine(isCronSchedule, "must be a five-field cron schedule such as '0 3 * * *'").default("0 3 * * *"),
+    schedule: z.string().superRefine((schedule, ctx) => {
+        const problem = cronScheduleProblem(schedule);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+    }).default("0 3 * * *"),
     keepDays: z.number().int().min(1).max(3650).default(7),
     /** Optional off-host copy of the data archives (and of the /etc/gitlab archives when there is no secretsTarget). */
     target: offHostCopySchema("/srv/gitlab-backups").optional(),
@@ -616,18 +671,102 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
         problems.push(`${keyPath(["loadBalancer", "tls"])}: is required because ${keyPath(["gitlab", "externalUrl"])} is https (TLS ends at the balancer)`);
     }
     // A digest-only PostgreSQL image says no version: then this check cannot run (gitlab.image always has its tag).
-    const pgMajor = Number(/^(\d+)/.exec(parseImageRef(cfg.postgres.image)?.tag ?? "")?.[1]);
+    const pgMajor = postgresMajor(cfg.postgres.image) ?? Number.NaN;
     const gitlabMajor = gitlabRelease(cfg.gitlab.image)?.major ?? Number.NaN;
     const minPg = gitlabMajor >= 18 ? 16 : gitlabMajor >= 17 ? 14 : 0;
     if (Number.isFinite(pgMajor) && Number.isFinite(gitlabMajor) && pgMajor < minPg) {
         problems.push(`${keyPath(["postgres", "image"])}: PostgreSQL ${pgMajor} is too old for GitLab ${gitlabMajor} (needs ${minPg} or newer)`);
     }
-    const lbHost = cfg.roles.loadBalancer;
-    if (cfg.roles.gitlab.includes(lbHost) && [cfg.loadBalancer.httpPort, cfg.loadBalancer.sshPort].some(p => p === 80 || p === cfg.gitlab.nodeSshPort)) {
-        problems.push(`${keyPath(["roles", "loadBalancer"])}: "${lbHost}" also runs GitLab, whose container publishes ports 80 and ${cfg.gitlab.nodeSshPort}; give ${keyPath(["loadBalancer", "httpPort"])} and ${keyPath(["loadBalancer", "sshPort"])} other ports`);
-    }
+    problems.push(...layoutProblems(cfg, resolved));
     if (problems.length > 0) throw new ConfigError(problems);
     return { ...cfg, hosts: resolved };
+}
+
+/** One port a host listens on: the address it is bound to, and the key that decides it. */
+interface PublishedPort {
+    readonly address: string;
+    readonly port: number;
+    /** The key path that sets it (`["redis", "port"]`), and what listens there. */
+    readonly key: readonly PropertyKey[];
+    readonly what: string;
+}
+
+/** The address every interface answers at, in either family. */
+const isWildcard = (a: string) => isIP(a) !== 0 && unspecifiedAddresses.check(a, familyOf(a));
+
+/**
+ * Every (address, port) the cluster publishes on each host, the host's own sshd included (it
+ * listens on every address): two of them on one host would fail only at deploy, when Docker or
+ * the container cannot bind.
+ */
+function publishedPorts(cfg: ParsedConfig, hosts: Readonly<Record<string, HostConfig>>): Map<string, PublishedPort[]> {
+    const byHost = new Map<string, PublishedPort[]>();
+    const add = (host: string, p: PublishedPort) => { if (host in hosts) byHost.set(host, [...(byHost.get(host) ?? []), p]); };
+    for (const [name, h] of Object.entries(hosts)) {
+        if (!h.local) {
+            const key = cfg.hosts[name]?.ssh?.port !== undefined ? ["hosts", name, "ssh", "port"] : ["ssh", "port"];
+            add(name, { address: "0.0.0.0", port: h.ssh.port, key, what: `the host's own sshd, which the deploy connects to` });
+        }
+    }
+    const address = (host: string) => hosts[host]?.address ?? "";
+    // Fixed ports first, so that a clash is reported on the key that can move.
+    for (const g of new Set(cfg.roles.gitlab)) {
+        add(g, { address: address(g), port: 80, key: ["roles", "gitlab"], what: "GitLab's HTTP port (80, fixed)" });
+        add(g, { address: address(g), port: cfg.gitlab.nodeSshPort, key: ["gitlab", "nodeSshPort"], what: "GitLab's SSH" });
+    }
+    add(cfg.roles.redis, { address: address(cfg.roles.redis), port: cfg.redis.port, key: ["redis", "port"], what: "Redis" });
+    add(cfg.roles.postgres, { address: address(cfg.roles.postgres), port: cfg.postgres.port, key: ["postgres", "port"], what: "PostgreSQL" });
+    const lb = cfg.roles.loadBalancer;
+    const listen = cfg.loadBalancer.listenAddress;
+    add(lb, { address: listen, port: cfg.loadBalancer.httpPort, key: ["loadBalancer", "httpPort"], what: "the balancer's HTTP" });
+    if (cfg.loadBalancer.tls !== undefined) add(lb, { address: listen, port: cfg.loadBalancer.httpsPort, key: ["loadBalancer", "httpsPort"], what: "the balancer's HTTPS" });
+    add(lb, { address: listen, port: cfg.loadBalancer.sshPort, key: ["loadBalancer", "sshPort"], what: "the balancer's git-over-SSH" });
+    return byHost;
+}
+
+/** The directories the program owns on each host, each with its key: none may be or hold another. */
+function ownedPaths(cfg: ParsedConfig): Map<string, { path: string; key: readonly PropertyKey[] }[]> {
+    const byHost = new Map<string, { path: string; key: readonly PropertyKey[] }[]>();
+    const add = (host: string | undefined, path: string, key: readonly PropertyKey[]) => {
+        if (host !== undefined) byHost.set(host, [...(byHost.get(host) ?? []), { path: normalPath(path), key }]);
+    };
+    const shared = cfg.roles.gitlab.length > 1;
+    for (const g of new Set(cfg.roles.gitlab)) {
+        add(g, cfg.gitlab.dataRoot, ["gitlab", "dataRoot"]);
+        if (shared) add(g, cfg.nfs.path, ["nfs", "path"]);
+    }
+    add(cfg.roles.redis, cfg.redis.dataRoot, ["redis", "dataRoot"]);
+    add(cfg.roles.postgres, cfg.postgres.dataRoot, ["postgres", "dataRoot"]);
+    add(cfg.roles.loadBalancer, cfg.loadBalancer.configRoot, ["loadBalancer", "configRoot"]);
+    add(cfg.backup?.target?.host, cfg.backup?.target?.path ?? "", ["backup", "target", "path"]);
+    // A secrets target on the target's host is refused on its own (checkCrossKeyRules).
+    if (cfg.backup?.secretsTarget?.host !== cfg.backup?.target?.host) add(cfg.backup?.secretsTarget?.host, cfg.backup?.secretsTarget?.path ?? "", ["backup", "secretsTarget", "path"]);
+    return byHost;
+}
+
+/** Layouts that validate key by key but cannot deploy: two listeners on one port, one directory inside another. */
+function layoutProblems(cfg: ParsedConfig, hosts: Readonly<Record<string, HostConfig>>): string[] {
+    const problems: string[] = [];
+    const sameKey = (a: readonly PropertyKey[], b: readonly PropertyKey[]) => keyPath(a) === keyPath(b);
+    for (const [host, ports] of publishedPorts(cfg, hosts)) {
+        ports.forEach((p, i) => {
+            const clash = ports.slice(0, i).find(q => q.port === p.port && (q.address === p.address || isWildcard(q.address) || isWildcard(p.address)));
+            if (clash === undefined) return;
+            const both = sameKey(clash.key, p.key) ? `${keyPath(p.key)} (${p.what} and ${clash.what})` : `${keyPath(clash.key)} (${clash.what})`;
+            problems.push(`${keyPath(p.key)}: port ${p.port} on host "${host}" (${hosts[host]?.address}) is also ${both}: only one can listen there, and the deploy would fail when the second binds; give one of them another port`);
+        });
+    }
+    const inside = (a: string, b: string) => a === b || b === "/" || a.startsWith(`${b}/`);
+    for (const [host, paths] of ownedPaths(cfg)) {
+        paths.forEach((p, i) => {
+            for (const q of paths.slice(0, i)) {
+                if (sameKey(p.key, q.key) || !(inside(p.path, q.path) || inside(q.path, p.path))) continue;
+                const how = p.path === q.path ? "is the same directory as" : inside(p.path, q.path) ? "is inside" : "holds";
+                problems.push(`${keyPath(p.key)}: ${p.path} on host "${host}" ${how} ${keyPath(q.key)} (${q.path}): the program writes, chowns and mounts each on its own, so one would overwrite or expose the other; give each a directory of its own`);
+            }
+        });
+    }
+    return problems;
 }
 
 export const CONFIG_KEYS = ["hosts", "ssh", "roles", "gitlab", "postgres", "redis", "nfs", "loadBalancer", "backup"] as const;
@@ -643,7 +782,8 @@ export function readFlatConfig(flat: Readonly<Record<string, string>>): Record<s
         if (!fullKey.startsWith(`${CONFIG_NAMESPACE}:`)) continue;
         const key = fullKey.slice(CONFIG_NAMESPACE.length + 1);
         if (!(CONFIG_KEYS as readonly string[]).includes(key)) {
-            problems.push(`${fullKey}: unknown key (known: ${CONFIG_KEYS.join(", ")})`);
+            const near = CONFIG_KEYS.find(k => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2);
+            problems.push(`${fullKey}: unknown key (known: ${CONFIG_KEYS.join(", ")})${near !== undefined ? `; did you mean ${CONFIG_NAMESPACE}:${near}?` : ""}`);
             continue;
         }
         try {
@@ -654,6 +794,50 @@ export function readFlatConfig(flat: Readonly<Record<string, string>>): Record<s
     }
     if (problems.length > 0) throw new ConfigError(problems);
     return raw;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`. */
+export function editDistance(a: string, b: string): number {
+    const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+    for (let i = 1; i <= a.length; i++) {
+        for (let j = 1; j <= b.length; j++) {
+            const row = d[i]!;
+            row[j] = Math.min(d[i - 1]![j]! + 1, row[j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+            if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, d[i - 2]![j - 2]! + 1);
+        }
+    }
+    return d[a.length]![b.length]!;
+}
+
+/**
+ * Warnings for keys of the stack that the program never reads although they look meant for it:
+ * a namespace one edit from `gitlab-cluster` (`gitlab_cluster:backup` would turn backups off
+ * without a word). `allKeys` are every key of the stack (`pulumi.runtime.allConfig()`), any namespace.
+ */
+export function ignoredConfigWarnings(allKeys: readonly string[]): string[] {
+    const warnings: string[] = [];
+    for (const fullKey of allKeys) {
+        const colon = fullKey.indexOf(":");
+        if (colon < 0) continue;
+        const namespace = fullKey.slice(0, colon);
+        const key = fullKey.slice(colon + 1);
+        if (namespace === CONFIG_NAMESPACE || editDistance(namespace.toLowerCase(), CONFIG_NAMESPACE) > 1) continue;
+        const top = key.split(/[.[]/)[0] ?? key;
+        const known = (CONFIG_KEYS as readonly string[]).includes(top);
+        warnings.push(`${fullKey}: is ignored: its namespace "${namespace}" is not "${CONFIG_NAMESPACE}", the only one this program reads` +
+            (known ? `; did you mean ${CONFIG_NAMESPACE}:${key}?` : `, and "${top}" is not one of its keys either (${CONFIG_KEYS.join(", ")})`));
+    }
+    return warnings;
+}
+
+/** Warnings for a valid configuration: settings that work but are likely mistakes. */
+export function configWarnings(cfg: ClusterConfig): string[] {
+    const warnings: string[] = [];
+    const schedule = cfg.backup?.schedule;
+    if (schedule !== undefined && cronRunsPerHour(schedule) > 1) {
+        warnings.push(`${keyPath(["backup", "schedule"])}: "${schedule}" runs a full backup ${cronRunsPerHour(schedule)} times an hour; each copies all of GitLab's data and takes longer than that on most instances, so runs overlap. Did you mean a daily schedule such as '0 3 * * *'?`);
+    }
+    return warnings;
 }
 
 /**

@@ -3,10 +3,13 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
+import { gitlabRelease } from "./config";
 import type { HostCommand, HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
 import { GITLAB_SHARED_DIRECTORIES, SHARE_SENTINEL, SHARE_SENTINEL_IN_CONTAINER, shareGuardEntrypoint } from "./render/nfs";
 import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeFileScript, writeIdentityScript } from "./render/scripts";
+import { postDeployMigrationsScript, SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV, upgradePreflightScript } from "./render/upgrade";
+import { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS } from "./upgradePath";
 
 const HTTP_PORT = 80;
 const SSH_PORT = 22;
@@ -22,8 +25,13 @@ export interface GitlabNodeArgs {
     readonly dataRoot: string;
     /** The rendered gitlab.rb (secret: it holds the DB and Redis passwords). */
     readonly gitlabRb: pulumi.Input<string>;
-    /** The migration node starts first and is the source of the shared secrets and host keys. */
+    /**
+     * The migration (deploy) node starts first, is the source of the shared secrets and host keys,
+     * runs the upgrade preflight and only the regular migrations at its start.
+     */
     readonly migrationNode: boolean;
+    /** Not on the migration node: its upgrade preflight, which this node's container waits for. */
+    readonly upgradePreflight?: pulumi.Resource;
     /** The migration node's gitlab-secrets.json and SSH host keys (base64 tar, secret); not on the migration node. */
     readonly sharedIdentity?: pulumi.Input<string>;
     /** Root of the NFS-shared directories on this host (export or mount); none for a single node. */
@@ -33,7 +41,7 @@ export interface GitlabNodeArgs {
     /** Address ranges the balancer connects from: the host firewall admits only these to the published ports. */
     readonly balancerSources: readonly string[];
     readonly readinessTimeoutSeconds: number;
-    /** Done before this container starts: the database, the NFS mount, the migration node's readiness. */
+    /** Done before this container starts: the database, the NFS mount, the previous node's readiness. */
     readonly startAfter?: readonly pulumi.Resource[];
     /** The previous node's rollout step: reconfigures run one node at a time, in order. */
     readonly previousRollout?: pulumi.Resource;
@@ -49,18 +57,37 @@ export class GitlabNode extends pulumi.ComponentResource {
     readonly rollout: HostCommand;
     /** On the migration node: its shared secrets and host keys, read once (secret). */
     readonly identity?: pulumi.Output<string>;
+    /** On the migration node: the check run before any GitLab container is replaced for a new image. */
+    readonly upgradePreflight?: HostCommand;
+    private readonly host: HostConnection;
+    private readonly image: string;
+    private readonly migrationNode: boolean;
 
     constructor(name: string, args: GitlabNodeArgs, opts?: pulumi.ComponentResourceOptions) {
         // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
         super("gitlab-cluster:gitlab:GitlabNode", name, {}, opts);
         this.containerName = name;
+        this.host = args.host;
+        this.image = args.image;
+        this.migrationNode = args.migrationNode;
         const configDir = `${args.dataRoot}/config`;
         const gitlabRb = pulumi.secret(args.gitlabRb);
         this.configPush = args.host.run(`${name}-gitlab-rb`, {
             create: writeFileScript({ path: `${configDir}/gitlab.rb`, mode: "0600" }),
             stdin: gitlabRb,
         }, { parent: this });
-        const beforeStart: pulumi.Resource[] = [this.configPush, ...(args.startAfter ?? [])];
+        if (args.migrationNode) {
+            const target = gitlabRelease(args.image);
+            if (target === undefined) throw new pulumi.ResourceError(`gitlab.image "${args.image}" names no GitLab release: the upgrade preflight needs its tag`, this);
+            // Runs again for every new image (a trigger change replaces the command, which runs `create`),
+            // before any GitLab container is replaced: a refusal leaves every node running as it was.
+            this.upgradePreflight = args.host.run(`${name}-upgrade-preflight`, {
+                create: upgradePreflightScript({ container: this.containerName, target, stops: GITLAB_REQUIRED_UPGRADE_STOPS, upgradePathDocs: UPGRADE_PATH_DOCS }),
+                triggers: [args.image],
+            }, { parent: this, dependsOn: [...(args.startAfter ?? [])] });
+        }
+        const preflight = this.upgradePreflight ?? args.upgradePreflight;
+        const beforeStart: pulumi.Resource[] = [this.configPush, ...(args.startAfter ?? []), ...(preflight ? [preflight] : [])];
         if (!args.host.config.local) {
             // Without it, clients on the LAN reach a node's HTTP and SSH around the balancer and its TLS.
             const published: FirewallInput[] = [
@@ -79,6 +106,8 @@ export class GitlabNode extends pulumi.ComponentResource {
                 stdin: args.sharedIdentity,
             }, { parent: this }));
         }
+        // Pulled without waiting for the upgrade preflight: every node has the new image before its turn
+        // (shorter downtime per node), and a refused upgrade leaves only an unused image on the hosts.
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
         const shared = args.sharedRoot === undefined ? [] : [
             ...GITLAB_SHARED_DIRECTORIES.map(d => ({ hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath })),
@@ -91,6 +120,9 @@ export class GitlabNode extends pulumi.ComponentResource {
             // With shared storage: never start on an empty mount point (a reboot whose NFS mount failed).
             ...(args.sharedRoot === undefined ? {} : { entrypoints: shareGuardEntrypoint(args.sharedRoot) }),
             restart: "unless-stopped",
+            // The deploy node's starts run the regular migrations only (GitLab's zero-downtime upgrade);
+            // the post-deployment ones run once every node runs the release (postDeployMigrations).
+            ...(args.migrationNode ? { envs: [SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV] } : {}),
             ports: [
                 { internal: HTTP_PORT, external: HTTP_PORT, ip: args.host.address },
                 { internal: SSH_PORT, external: args.sshPort, ip: args.host.address },
@@ -130,5 +162,18 @@ export class GitlabNode extends pulumi.ComponentResource {
             }, { parent: this, dependsOn: [this.ready] }).stdout);
         }
         this.registerOutputs({ containerName: this.containerName });
+    }
+
+    /**
+     * On the migration node: GitLab's post-deployment migrations, once per image, after `after`
+     * (every node's readiness on that image). A failure stops the run; the next `pulumi up` runs it again.
+     */
+    postDeployMigrations(after: readonly pulumi.Resource[]): HostCommand {
+        if (!this.migrationNode) throw new pulumi.ResourceError("post-deployment migrations run on the migration node only", this);
+        const release = gitlabRelease(this.image)?.text ?? this.image;
+        return this.host.run(`${this.containerName}-post-deploy-migrations`, {
+            create: postDeployMigrationsScript(this.containerName, release),
+            triggers: [this.image],
+        }, { parent: this, dependsOn: [...after] });
     }
 }

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import type { HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { postgresCommand, postgresConnectionDemand, postgresMaxConnections, postgresServerArgs, renderGitlabRoleSql, renderPgHba, type RailsNodeDatabaseClients } from "./render/postgres";
+import { postgresCommand, postgresConnectionDemand, postgresMajorCheckScript, postgresMaxConnections, postgresServerArgs, renderGitlabRoleSql, renderPgHba, type RailsNodeDatabaseClients } from "./render/postgres";
 import { shellQuote } from "./render/quote";
 import { whenContainerExists, writeFileScript } from "./render/scripts";
 
@@ -79,7 +79,13 @@ export class PostgresNode extends pulumi.ComponentResource {
             beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));
         }
         const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
-        const volume = new docker.Volume(`${name}-data`, { name: `${name}-data` }, args.host.dockerOpts(this, { retainOnDelete: true }));
+        const volumeName = `${name}-data`;
+        // A new major cannot start on the volume's data: refuse before the old container is replaced.
+        beforeStart.push(args.host.run(`${name}-major-check`, {
+            create: postgresMajorCheckScript({ volume: volumeName, image: args.image }),
+            triggers: [args.image],
+        }, { parent: this, dependsOn: [image] }));
+        const volume = new docker.Volume(`${name}-data`, { name: volumeName }, args.host.dockerOpts(this, { retainOnDelete: true }));
         this.container = new docker.Container(name, {
             name: containerName,
             image: image.imageId,

@@ -1,22 +1,36 @@
-// npm run promote -- <from> <to> [--write]
+// npm run promote -- <from> <to> [--write] [--allow-reset]
 // Copies the promotable settings (images, versions, GitLab and tier settings) from
-// Pulumi.<from>.yaml to Pulumi.<to>.yaml and prints the change as a unified diff; writes the
-// file only with --write. Never touches hosts, roles, ssh, secrets or other namespaces.
+// Pulumi.<from>.yaml to Pulumi.<to>.yaml, prints each effective value old → new and the unified
+// diff; writes the file only with --write, and resets a target-only setting to its default only
+// with --allow-reset. Never touches hosts, roles, ssh, secrets or other namespaces.
 // The logic is in promotePlan.ts; this is the shell around it.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { unifiedDiff } from "./promoteDiff";
-import { promoteStackFile } from "./promotePlan";
+import { describeChange, promoteStackFile, resets } from "./promotePlan";
 
-const USAGE = "usage: npm run promote -- <from> <to> [--write]\n\n" +
-    "Copies images, versions and tier settings from Pulumi.<from>.yaml to Pulumi.<to>.yaml and prints the diff.\n" +
-    "Nothing is written without --write. Refuses a GitLab downgrade, or a gitlab.image whose release it cannot read\n" +
-    "(a digest without its tag); warns when an upgrade skips a required stop.\n\nExit codes: 0 done, 1 refused or failed, 2 usage.";
+const USAGE = "usage: npm run promote -- <from> <to> [--write] [--allow-reset]\n\n" +
+    "Makes the promotable settings of Pulumi.<to>.yaml (images, versions, GitLab and tier settings; never hosts, roles,\n" +
+    "ssh, per-stack paths, ports, URLs, TLS, backup hosts or encrypted values) equal to those of Pulumi.<from>.yaml.\n" +
+    "Prints each effective value old → new, then the diff of Pulumi.<to>.yaml. Nothing is written without --write.\n\n" +
+    "A setting only Pulumi.<to>.yaml sets (a tuned timeout, keepDays, a rails setting, a pinned image) would be removed\n" +
+    "and fall back to its default: each such line says so and shows the default, and the promotion is refused unless\n" +
+    "--allow-reset is given (or set the value in Pulumi.<from>.yaml first).\n\n" +
+    "Refuses a GitLab downgrade, or a gitlab.image whose release it cannot read (a digest without its tag); warns when\n" +
+    "an upgrade skips a required stop.\n\n" +
+    "Exit codes: 0 done (or nothing to do), 1 refused (downgrade, reset without --allow-reset) or failed, 2 usage.";
 
 /** Runs the CLI; returns the exit code. `root` holds the stack files. */
 export function runPromote(argv: readonly string[], root: string, out: (s: string) => void = s => process.stdout.write(s), err: (s: string) => void = s => process.stderr.write(s)): number {
-    const { values, positionals } = parseArgs({ args: [...argv], allowPositionals: true, options: { write: { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+    let parsed;
+    try {
+        parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { write: { type: "boolean" }, "allow-reset": { type: "boolean" }, help: { type: "boolean", short: "h" } } });
+    } catch (e) {
+        err(`error: ${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
+        return 2;
+    }
+    const { values, positionals } = parsed;
     if (values.help) {
         out(`${USAGE}\n`);
         return 0;
@@ -42,7 +56,15 @@ export function runPromote(argv: readonly string[], root: string, out: (s: strin
             out(`Pulumi.${to}.yaml already has the promotable settings of Pulumi.${from}.yaml\n`);
             return 0;
         }
+        out(`Pulumi.${to}.yaml, effective values (old → new):\n`);
+        for (const c of promotion.changes) out(`  ${describeChange(c, `Pulumi.${from}.yaml`)}\n`);
         out(unifiedDiff(before, promotion.text, `a/Pulumi.${to}.yaml`, `b/Pulumi.${to}.yaml`));
+        const reset = resets(promotion.changes);
+        if (reset.length > 0 && values["allow-reset"] !== true) {
+            err(`error: ${reset.length} setting${reset.length > 1 ? "s" : ""} only Pulumi.${to}.yaml sets would be reset to the default (${reset.map(c => c.path).join(", ")}): ` +
+                `set ${reset.length > 1 ? "them" : "it"} in Pulumi.${from}.yaml too, or add --allow-reset; nothing was written\n`);
+            return 1;
+        }
         if (values.write) {
             fs.writeFileSync(toFile, promotion.text);
             out(`wrote Pulumi.${to}.yaml (${promotion.changes.length} change${promotion.changes.length > 1 ? "s" : ""})\n`);

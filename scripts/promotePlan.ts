@@ -2,7 +2,8 @@
 // GitLab's upgrade path, and the edit of the target file that keeps its comments and layout.
 // Pure: strings and plain values in, strings and plain values out. `scripts/promote.ts` is the CLI.
 import { Document, isMap, isScalar, isSeq, parseDocument, Scalar, stringify, type Node, type Pair, type YAMLMap } from "yaml";
-import { CONFIG_NAMESPACE, gitlabRelease, type GitlabRelease } from "../components/config";
+import { clusterConfigSchema, CONFIG_NAMESPACE, DEFAULT_IMAGES, gitlabRelease, postgresMajor, type GitlabRelease } from "../components/config";
+import { POSTGRES_UPGRADE_RUNBOOK } from "../components/render/postgres";
 
 /**
  * The settings a promotion copies: each `gitlab-cluster:<key>` namespace, minus the sub-keys that
@@ -22,42 +23,9 @@ export const PROMOTABLE: Readonly<Record<string, readonly string[]>> = {
     backup: ["node", "target", "secretsTarget"],
 };
 
-export interface UpgradeStop {
-    readonly major: number;
-    readonly minor: number;
-    /** Set when GitLab requires the stop only for some instances: the condition. */
-    readonly onlyFor?: string;
-}
-
-/**
- * GitLab's required upgrade stops from 15.0 on: versions an instance must run (latest patch of
- * that minor, background migrations finished) before it may go further. From 17.5 the stops are
- * x.2, x.5, x.8 and x.11.
- * Sources: https://docs.gitlab.com/update/upgrade_paths/ ("Required upgrade stops") and GitLab's
- * own list, config/upgrade_path.yml in gitlab-org/gitlab. Add a major's stops when GitLab publishes them.
- */
-export const GITLAB_REQUIRED_UPGRADE_STOPS: readonly UpgradeStop[] = [
-    { major: 15, minor: 0 },
-    { major: 15, minor: 4 },
-    { major: 15, minor: 11 },
-    { major: 16, minor: 0, onlyFor: "instances with lots of users or a large pipeline variables history" },
-    { major: 16, minor: 1, onlyFor: "instances with NPM packages in their package registry" },
-    { major: 16, minor: 2, onlyFor: "instances with a large pipeline variables history" },
-    { major: 16, minor: 3 },
-    { major: 16, minor: 7 },
-    { major: 16, minor: 11 },
-    { major: 17, minor: 1, onlyFor: "instances with a large ci_pipeline_messages table" },
-    { major: 17, minor: 3 },
-    { major: 17, minor: 5 },
-    { major: 17, minor: 8 },
-    { major: 17, minor: 11 },
-    { major: 18, minor: 2 },
-    { major: 18, minor: 5 },
-    { major: 18, minor: 8 },
-    { major: 18, minor: 11 },
-];
-
-export const UPGRADE_PATH_DOCS = "https://docs.gitlab.com/update/upgrade_paths/";
+// GitLab's required upgrade stops: one list, in components/ (the program's upgrade preflight reads it too).
+import { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS, type UpgradeStop } from "../components/upgradePath";
+export { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS, type UpgradeStop };
 
 export type GitlabVersion = GitlabRelease;
 
@@ -115,6 +83,17 @@ export function checkGitlabUpgrade(targetImage: string | undefined, sourceImage:
     };
 }
 
+/**
+ * Why moving `to` from one PostgreSQL image to another must not happen by promotion: a new major
+ * cannot start on the existing data directory (the data host's check would refuse it at deploy).
+ */
+export function checkPostgresMajor(targetImage: string, sourceImage: string, to = "the target stack"): string | undefined {
+    const running = postgresMajor(targetImage), next = postgresMajor(sourceImage);
+    if (running === undefined || next === undefined || running === next) return undefined;
+    return `postgres.image: refusing to move ${to} from PostgreSQL ${running} (${targetImage}) to ${next} (${sourceImage}): ` +
+        `a PostgreSQL ${next} server cannot start on data written by ${running}; upgrade ${to}'s data first (${POSTGRES_UPGRADE_RUNBOOK}), then promote`;
+}
+
 // ---- plain values
 
 type Plain = Record<string, unknown>;
@@ -141,8 +120,60 @@ function deepEqual(a: unknown, b: unknown): boolean {
 export interface Change {
     /** `gitlab.image`, `gitlab.rails.time_zone`, ... */
     readonly path: string;
+    /** The target's value before (undefined: not set). */
     readonly from: unknown;
+    /** The target's value after (undefined: removed, so the default applies). */
     readonly to: unknown;
+}
+
+/** What a setting that no stack file sets is: the program's default, or nothing (GitLab's own default). */
+export interface EffectiveValue {
+    readonly value: unknown;
+    /** Set when the stack file does not set the value: where the value comes from. */
+    readonly source?: "default" | "unset";
+}
+
+interface SchemaLike { readonly shape?: Readonly<Record<string, SchemaLike>>; readonly def?: { readonly innerType?: SchemaLike; readonly in?: SchemaLike }; safeParse?(v: unknown): { success: boolean; data?: unknown } }
+
+function objectShape(schema: SchemaLike | undefined): Readonly<Record<string, SchemaLike>> | undefined {
+    for (let s = schema, i = 0; s !== undefined && i < 10; i++) {
+        if (s.shape !== undefined) return s.shape;
+        s = s.def?.innerType ?? s.def?.in;
+    }
+    return undefined;
+}
+
+/**
+ * The value a key path (`gitlab.readinessTimeoutSeconds`) takes when a stack file does not set it:
+ * the schema's default, or unset (no default: Omnibus's own applies).
+ */
+export function defaultValue(keyPath: string): EffectiveValue {
+    let schema: SchemaLike | undefined = clusterConfigSchema as unknown as SchemaLike;
+    for (const part of keyPath.split(".")) schema = objectShape(schema)?.[part];
+    const parsed = schema?.safeParse?.(undefined);
+    return parsed?.success && parsed.data !== undefined ? { value: parsed.data, source: "default" } : { value: undefined, source: "unset" };
+}
+
+/** `1800`, `"UTC"`, or for an unset value what applies instead. */
+export function describeValue(value: unknown, keyPath: string): string {
+    if (value !== undefined) return JSON.stringify(value);
+    const d = defaultValue(keyPath);
+    return d.source === "default" ? `${JSON.stringify(d.value)} (the default)` : "unset (GitLab's or the image's own default)";
+}
+
+/** One line per change: `gitlab.image: "a" → "b"`, and for a removal what the value becomes. */
+export function describeChange(change: Change, from: string): string {
+    const fallback = defaultValue(change.path);
+    const sameToday = change.to === undefined && fallback.source === "default" && deepEqual(fallback.value, change.from);
+    const note = change.to === undefined
+        ? ` [reset: only the target sets it, ${from} does not${sameToday ? "; the same value today, but no longer pinned: it follows the program's default from now on" : ""}]`
+        : change.from === undefined ? " [the target did not set it]" : "";
+    return `${change.path}: ${describeValue(change.from, change.path)} → ${describeValue(change.to, change.path)}${note}`;
+}
+
+/** The changes that remove a setting the target has and the source does not: they reset it to its default. */
+export function resets(changes: readonly Change[]): Change[] {
+    return changes.filter(c => c.to === undefined && c.from !== undefined);
 }
 
 export interface PromotionPlan {
@@ -281,8 +312,11 @@ function syncMap(text: string, map: YAMLMap, planned: Plain, edits: Edit[], step
 }
 
 function applyEdits(text: string, edits: readonly Edit[]): string {
-    // Last first so earlier offsets stay valid; at one offset, a replaced range before an insertion.
-    const ordered = [...edits].sort((a, b) => b.start - a.start || b.end - a.end);
+    // Last first so earlier offsets stay valid; at one offset, a replaced range before an insertion,
+    // and insertions in reverse order of recording: a nested map records its additions before the
+    // map around it, and both land at the same offset when the nested map ends the outer one; the
+    // nested map's lines must come first, or they end up under the outer map's new last key.
+    const ordered = edits.map((e, i) => ({ e, i })).sort((a, b) => b.e.start - a.e.start || b.e.end - a.e.end || b.i - a.i).map(x => x.e);
     let out = text;
     for (const e of ordered) out = out.slice(0, e.start) + e.text + out.slice(e.end);
     return out;
@@ -329,6 +363,12 @@ export function promoteStackFile(sourceText: string, targetText: string, names: 
     };
     const upgrade = checkGitlabUpgrade(imageOf(targetConfig), imageOf(sourceConfig), names.to);
     if (upgrade.refusal) throw new PromotionRefused(upgrade.refusal);
+    const postgresImageOf = (c: Plain) => {
+        const image = isPlainObject(c[`${CONFIG_NAMESPACE}:postgres`]) ? (c[`${CONFIG_NAMESPACE}:postgres`] as Plain).image : undefined;
+        return typeof image === "string" ? image : DEFAULT_IMAGES.postgres;
+    };
+    const majorChange = checkPostgresMajor(postgresImageOf(targetConfig), postgresImageOf(sourceConfig), names.to);
+    if (majorChange !== undefined) throw new PromotionRefused(majorChange);
 
     const plan = planPromotion(sourceConfig, targetConfig);
     if (plan.changes.length === 0) return { text: targetText, changes: [], skippedSecure: plan.skippedSecure, warnings: upgrade.warnings };

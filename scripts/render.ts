@@ -7,10 +7,19 @@ import { ConfigError } from "../components/config";
 import { evaluate } from "./evaluate";
 import { readStackFile, renderTree, writeTree } from "./renderStack";
 
-async function main(): Promise<number> {
-    const { values } = parseArgs({ options: { stack: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } } });
+const USAGE = "usage: npm run render -- --stack <name> [--out DIR]\n\nWrites what the program would push to each host under out/<name>/ (secrets appear as placeholders).\n\n" +
+    "Exit codes: 0 written, 1 the stack's configuration is invalid or unreadable, 2 usage.";
+
+export async function main(argv: readonly string[]): Promise<number> {
+    let values: { stack?: string; out?: string; help?: boolean };
+    try {
+        ({ values } = parseArgs({ args: [...argv], options: { stack: { type: "string" }, out: { type: "string" }, help: { type: "boolean", short: "h" } } }));
+    } catch (e) {
+        console.error(`error: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+        return 2;
+    }
     if (values.help || values.stack === undefined) {
-        console.log("usage: npm run render -- --stack <name> [--out DIR]\n\nWrites what the program would push to each host under out/<name>/ (secrets appear as placeholders).");
+        (values.help ? console.log : console.error)(USAGE);
         return values.help ? 0 : 2;
     }
     const root = path.resolve(__dirname, "..", "..");
@@ -29,11 +38,13 @@ async function main(): Promise<number> {
     return 0;
 }
 
-main().then(code => process.exit(code), err => {
-    if (err instanceof ConfigError) {
-        console.error(`error: ${err.message}`);
+if (require.main === module) {
+    main(process.argv.slice(2)).then(code => process.exit(code), err => {
+        if (err instanceof ConfigError) {
+            console.error(`error: ${err.message}`);
+            process.exit(1);
+        }
+        console.error(err);
         process.exit(1);
-    }
-    console.error(err);
-    process.exit(1);
-});
+    });
+}

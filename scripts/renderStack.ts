@@ -61,8 +61,22 @@ function hostResolver(evaluation: Evaluation): (r: RecordedResource) => string {
     };
 }
 
+/**
+ * A container's `image` input is its RemoteImage's image ID, which under mocks is a made-up digest
+ * that does not change with the configured image. Show the configured reference instead, so a
+ * version bump shows in the review tree.
+ */
+function withImageReference(container: RecordedResource, imageRefs: ReadonlyMap<string, string>): Readonly<Record<string, unknown>> {
+    const sources = container.propertyDependencies.image ?? [];
+    const reference = sources.map(urn => imageRefs.get(urn)).find(r => r !== undefined);
+    return reference === undefined ? container.inputs : { ...container.inputs, image: reference };
+}
+
 export function buildManifest(evaluation: Evaluation): Manifest {
     const hostOf = hostResolver(evaluation);
+    const imageRefs = new Map(evaluation.resources
+        .filter(r => r.type === "docker:index/remoteImage:RemoteImage" && typeof r.inputs.name === "string")
+        .map(r => [r.urn, r.inputs.name as string]));
     const commands: ManifestCommand[] = [];
     const containers: ManifestContainer[] = [];
     for (const r of evaluation.resources) {
@@ -81,7 +95,7 @@ export function buildManifest(evaluation: Evaluation): Manifest {
                 dependsOn,
             });
         } else if (r.type === "docker:index/container:Container") {
-            containers.push({ resource: r.name, host: hostOf(r), inputs: r.inputs, dependsOn });
+            containers.push({ resource: r.name, host: hostOf(r), inputs: withImageReference(r, imageRefs), dependsOn });
         }
     }
     const hosts = Object.fromEntries(Object.values(evaluation.config.hosts).map(h => [h.name, { address: h.address, local: h.local }]));

@@ -1,5 +1,5 @@
 // PostgreSQL access rules and the idempotent SQL that creates GitLab's role, database and extensions.
-import { sqlIdentifier, sqlString } from "./quote";
+import { shellQuote, sqlIdentifier, sqlString } from "./quote";
 
 export interface PgHbaInput {
     readonly database: string;
@@ -209,4 +209,47 @@ export function postgresServerArgs(input: PostgresServerInput): string[] {
 /** The container's command: the start script above, then `postgres` with `serverArgs`. */
 export function postgresCommand(serverArgs: readonly string[]): string[] {
     return ["sh", "-c", POSTGRES_START_SCRIPT, "gitlab-cluster-postgres", "postgres", ...serverArgs];
+}
+
+/** The README section a refused PostgreSQL major change points to. */
+export const POSTGRES_UPGRADE_RUNBOOK = "README.md, \"Upgrading PostgreSQL to a new major version\"";
+
+export interface PostgresMajorCheckInput {
+    /** The Docker volume holding the data directory. */
+    readonly volume: string;
+    /** The image about to run on it (already pulled). */
+    readonly image: string;
+}
+
+/**
+ * Runs before the PostgreSQL container is (re)created: a data directory records the major
+ * version that wrote it in PG_VERSION, and a server of another major refuses to start on it
+ * (PostgreSQL's on-disk format changes with each major). The program cannot see the previous
+ * config, but the volume says it: read PG_VERSION through the new image (`--entrypoint cat`, the
+ * volume read-only) and compare it with the major of the server binary the image holds
+ * (`postgres --version`, not the tag: a digest names no version, and a tag could lie), and refuse
+ * a difference before the old container is touched. A volume that does not exist yet, or holds no
+ * PG_VERSION (not initialised), passes.
+ */
+export function postgresMajorCheckScript(input: PostgresMajorCheckInput): string {
+    const volume = shellQuote(input.volume);
+    const image = shellQuote(input.image);
+    const label = (s: string) => s.replace(/[^A-Za-z0-9_.:@/-]/g, "?");
+    return [
+        "set -eu",
+        `if ! docker volume inspect ${volume} >/dev/null 2>&1; then echo "volume ${label(input.volume)} does not exist yet: a new data directory"; exit 0; fi`,
+        `found=$(docker run --rm --network none --entrypoint cat -v ${shellQuote(`${input.volume}:/d:ro`)} ${image} /d/PG_VERSION 2>/dev/null || true)`,
+        `if [ -z "$found" ]; then echo "no PG_VERSION on the volume: a new data directory"; exit 0; fi`,
+        `server=$(docker run --rm --network none --entrypoint postgres ${image} --version) || { echo "gitlab-cluster: cannot run 'postgres --version' in ${label(input.image)}" >&2; exit 1; }`,
+        String.raw`version=$(printf '%s\n' "$server" | sed -n 's/^postgres (PostgreSQL) \([0-9][0-9.]*\).*/\1/p' | head -n 1)`,
+        // Before 10 a major is two numbers (9.6), as PG_VERSION writes it; from 10 on, one.
+        `case "$version" in [0-9].*) major=\${version%.*} ;; *) major=\${version%%.*} ;; esac`,
+        `if [ -z "$major" ]; then echo "gitlab-cluster: cannot read PostgreSQL's version from ${label(input.image)}: $server" >&2; exit 1; fi`,
+        `if [ "$found" != "$major" ]; then`,
+        `    echo ${shellQuote(`gitlab-cluster: the PostgreSQL data on volume ${input.volume} was written by PostgreSQL `)}"$found"${shellQuote(` (its PG_VERSION), and postgres.image (${input.image}) runs PostgreSQL `)}"$major"${shellQuote(", which cannot start on it. Set postgres.image back to a PostgreSQL ")}"$found"${shellQuote(" release, or move the data to PostgreSQL ")}"$major"${shellQuote(` first (dump and restore, or pg_upgrade): ${POSTGRES_UPGRADE_RUNBOOK}.`)} >&2`,
+        "    exit 1",
+        "fi",
+        `echo "PostgreSQL $found data, image PostgreSQL $major: same major"`,
+        "",
+    ].join("\n");
 }

@@ -51,6 +51,12 @@ export const DURATION_TABLE: readonly DurationRule[] = [
         basis: "apt-get install nfs-common (~25 s), fstab line, mount" },
     { step: "PostgreSQL role, database, extensions", type: REMOTE, name: /-postgres-gitlab-role$/, create: 3, basis: "one psql session" },
     { step: "read identity (secrets + host keys)", type: REMOTE, name: /-read-identity$/, create: 2, basis: "tar | base64 over ssh" },
+    { step: "upgrade preflight", type: REMOTE, name: /-upgrade-preflight$/, create: 2,
+        basis: "first deploy: one `docker inspect` (no container: nothing to check); an upgrade adds " +
+            "`gitlab-rake gitlab:background_migrations:status` in the running deploy node (a Rails boot, ~60 s)" },
+    { step: "post-deployment migrations", type: REMOTE, name: /-post-deploy-migrations$/, create: 60,
+        basis: "`gitlab-rake db:migrate` on the deploy node: a Rails boot (~60 s); nothing to run on a first deploy " +
+            "(the schema load covers them); an upgrade's post-deployment migrations add their own time" },
     { step: "file push (gitlab.rb, identity, pg_hba, redis.conf, nginx.conf, TLS, backup files)", type: REMOTE, name: /./, create: 2,
         basis: "one ssh session writing a file from stdin (+ reload where the script has one)" },
     { step: "local command", type: "command:local:Command", name: /./, create: 1, basis: "as the remote equivalent, no ssh" },

@@ -101,11 +101,11 @@ describe("multi-node correctness", () => {
     });
 
     describe("ordering", () => {
-        it("starts nodes 2..N only after the migration node answers /-/readiness, in parallel with each other", () => {
-            const ready1 = node(e, "app1", "-ready");
+        it("starts each node after the previous one answers /-/readiness, the migration node first (GitLab's zero-downtime order; a first deploy follows it too)", () => {
             assert.ok(!dependsOn(e, node(e, "app1"), node(e, "app2")));
-            for (const n of ["app2", "app3"]) assert.ok(directlyDependsOn(node(e, n), ready1), `${n} waits for app1's readiness`);
-            assert.ok(!dependsOn(e, node(e, "app2"), node(e, "app3")) && !dependsOn(e, node(e, "app3"), node(e, "app2")), "app2 and app3 start in parallel");
+            assert.ok(directlyDependsOn(node(e, "app2"), node(e, "app1", "-ready")), "app2 waits for app1's readiness");
+            assert.ok(directlyDependsOn(node(e, "app3"), node(e, "app2", "-ready")), "app3 waits for app2's readiness");
+            assert.ok(!dependsOn(e, node(e, "app2"), node(e, "app3")), "app2 does not wait for app3");
         });
 
         it("waits for readiness after each container (re)start", () => {

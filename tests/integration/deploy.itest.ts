@@ -16,6 +16,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
+import { classify, type Operation } from "../../scripts/bench/blastRadius";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { buildManifest, type Manifest, type ManifestCommand, type ManifestContainer } from "../../scripts/renderStack";
 import { ITEST_STACK, itestStackConfig, runPasswords, type Inventory } from "./stack";
@@ -34,9 +35,12 @@ function env(name: string): string {
 const work = () => env("ITEST_WORK");
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-async function evaluateStack(): Promise<{ evaluation: Evaluation; manifest: Manifest }> {
+/** The test stack; `gitlabImage`: as after an edit of gitlab.image (the upgrade test). */
+async function evaluateStack(gitlabImage?: string): Promise<{ evaluation: Evaluation; manifest: Manifest }> {
     const inv = JSON.parse(fs.readFileSync(path.join(work(), "inventory.json"), "utf8")) as Inventory;
-    const evaluation = await evaluate(itestStackConfig(inv), {
+    const config = itestStackConfig(inv);
+    if (gitlabImage !== undefined) config.gitlab = { ...(config.gitlab as Record<string, unknown>), image: gitlabImage };
+    const evaluation = await evaluate(config, {
         stack: ITEST_STACK,
         passwordFor: runPasswords(path.join(work(), "passwords.json")),
     });
@@ -126,7 +130,8 @@ const HANDLED_INPUTS = new Set(["name", "image", "command", "entrypoints", "envs
 /** The official image a container runs: its RemoteImage dependency's `name`. */
 function officialImage(evaluation: Evaluation, c: ManifestContainer): string {
     const images = evaluation.resources.filter(r => r.type === "docker:index/remoteImage:RemoteImage" && c.dependsOn.includes(r.name));
-    const image = images.find(r => `sha256:${createHash("sha256").update(`${r.type}/${r.name}`).digest("hex")}` === c.inputs.image);
+    // The manifest shows the image's ID (the mocks' made-up digest) or, since renderStack shows references, its name.
+    const image = images.find(r => `sha256:${createHash("sha256").update(`${r.type}/${r.name}`).digest("hex")}` === c.inputs.image || r.inputs.name === c.inputs.image);
     if (!image) throw new Error(`${c.resource}: cannot tell which RemoteImage its image ${String(c.inputs.image)} is`);
     return String(image.inputs.name);
 }
@@ -134,7 +139,8 @@ function officialImage(evaluation: Evaluation, c: ManifestContainer): string {
 function standinImage(official: string): string {
     const map = JSON.parse(env("ITEST_IMAGE_MAP")) as Record<string, string>;
     const repo = official.replace(/[:@].*$/, "");
-    const tag = map[repo];
+    // A full reference first (the upgrade test's second GitLab release), then the repository.
+    const tag = map[official] ?? map[repo];
     if (!tag) throw new Error(`no stand-in image for ${official} (have: ${Object.keys(map).join(", ")})`);
     return tag;
 }
@@ -229,7 +235,8 @@ async function startContainer(evaluation: Evaluation, c: ManifestContainer, out:
 
 // ---- the deploy graph ------------------------------------------------------------------------
 
-type Step = { kind: "command"; name: string; deps: string[]; command: ManifestCommand } | { kind: "container"; name: string; deps: string[]; container: ManifestContainer };
+type Step = { kind: "command"; name: string; deps: string[]; command: ManifestCommand; op?: Operation }
+    | { kind: "container"; name: string; deps: string[]; container: ManifestContainer; op?: Operation };
 
 function steps(manifest: Manifest, withContainers: boolean): Step[] {
     const all: Step[] = [
@@ -264,6 +271,8 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
         let ok = true;
         try {
             if (s.kind === "container") {
+                // A replace: the old container goes first (deleteBeforeReplace), stopped with its stop timeout.
+                if (s.op === "replace") await removeContainer(String(s.container.inputs.name), Number(s.container.inputs.stopTimeout ?? 10), out);
                 await startContainer(evaluation, s.container, out);
             } else {
                 const c = s.command;
@@ -276,9 +285,11 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
                 }
                 const host = evaluation.config.hosts[c.host];
                 const environment = evaluation.byName(c.resource).inputs.environment as Record<string, string> | undefined;
+                // An in-place update runs `update` when the command has one, as @pulumi/command does.
+                const script = (s.op === "update" ? c.update : undefined) ?? c.create ?? "true";
                 const run = () => host === undefined
-                    ? localRun(c.create ?? "true", stdin, environment)
-                    : sshRun(c.host, host.address, c.create ?? "true", stdin);
+                    ? localRun(script, stdin, environment)
+                    : sshRun(c.host, host.address, script, stdin);
                 if (host === undefined && evaluation.byName(c.resource).type !== "command:local:Command") throw new Error(`${c.resource}: host ${c.host} is not in the inventory`);
                 let r = await run();
                 if (r.code !== 0 && APT_NETWORK_ERROR.test(r.stdout + r.stderr)) {
@@ -321,6 +332,15 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
     if (stuck.length > 0) throw new Error(`${title}: never ran (dependency cycle?): ${stuck.map(s => s.name).join(", ")}`);
     log(`${title}: ${all.length} steps in ${((Date.now() - t0) / 1000).toFixed(1)}s`);
     return stdoutOf;
+}
+
+/** Stops (with the container's stop timeout) and removes a container of this run, as a replace's delete does. */
+async function removeContainer(name: string, stopTimeoutS: number, out: string[]): Promise<void> {
+    const t = Date.now();
+    const stop = await dockerApi("POST", `/containers/${encodeURIComponent(name)}/stop?t=${stopTimeoutS}`);
+    if (stop.status !== 204 && stop.status !== 304) throw new Error(`stop ${name}: HTTP ${stop.status} ${JSON.stringify(stop.json)}`);
+    await dockerOk("DELETE", `/containers/${encodeURIComponent(name)}`);
+    out.push(`old container ${name} stopped and removed in ${((Date.now() - t) / 1000).toFixed(1)}s`);
 }
 
 // ---- what a host looks like: files the scripts manage, mounts, firewall, containers -----------
@@ -412,13 +432,40 @@ async function rerun(): Promise<number> {
     return changes === 0 ? 0 : 1;
 }
 
+/**
+ * `pulumi up` after gitlab.image is edited: evaluates the stack before and after, classifies every
+ * resource with the providers' replace-on-change rules (scripts/bench/blastRadius.ts), and runs the
+ * commands and containers that change, in the program's dependency order (unchanged ones are done).
+ * Exit 0 when every step ran; 3 when a step failed (the output names it: a refused preflight).
+ */
+async function upgrade(gitlabImage: string): Promise<number> {
+    const current = await evaluateStack();
+    const next = await evaluateStack(gitlabImage);
+    const ops = new Map(classify(current.evaluation.resources, next.evaluation.resources).resources.map(r => [r.name, r.op]));
+    const changed = steps(next.manifest, true)
+        .map(s => ({ ...s, op: ops.get(s.name) }))
+        .filter(s => s.op !== undefined && s.op !== "same");
+    const names = new Set(changed.map(s => s.name));
+    const plan = changed.map(s => ({ ...s, deps: s.deps.filter(d => names.has(d)) }));
+    log(`upgrade to ${gitlabImage}: ${plan.length} changed steps`);
+    for (const s of plan) log(`  ${s.op} ${s.kind === "container" ? "container " : ""}${s.name}${s.deps.length ? ` after ${s.deps.join(", ")}` : ""}`);
+    try {
+        await runGraph(next.evaluation, plan, `upgrade to ${gitlabImage}`);
+    } catch (err) {
+        log((err as Error).message);
+        return 3;
+    }
+    return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
     switch (argv[0]) {
         case "prepare": return prepare();
         case "deploy": return deploy();
         case "rerun": return rerun();
-        default: throw new Error("usage: deploy.itest.js prepare|deploy|rerun");
+        case "upgrade": if (argv[1]) return upgrade(argv[1]); break;
     }
+    throw new Error("usage: deploy.itest.js prepare|deploy|rerun|upgrade <gitlab image>");
 }
 
 main(process.argv.slice(2)).then(code => process.exit(code), err => {

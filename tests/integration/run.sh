@@ -30,6 +30,12 @@ build_all_images
 T_IMAGES=$(itest_now)
 echo "TIMING docker ready in $(( T_DOCKER - T_START )) s; images built/reused in $(( T_IMAGES - T_DOCKER )) s"
 printf '  %s\n' "$IMG_HOST" "$IMG_STANDIN" "$IMG_PG_STANDIN" "$IMG_REDIS_STANDIN" "$IMG_NGINX_STANDIN"
+# The upgrade test's next GitLab release: the same stand-in, reporting 18.5.0 (layers cached but the last).
+UPGRADE_IMAGE="gitlab/gitlab-ce:18.5.0-ce.0"
+IMG_STANDIN_NEXT="$IMG_STANDIN-18.5.0"
+docker build -q --build-arg "BASE=$IMG_SSHD" --build-arg GITLAB_STANDIN_VERSION=18.5.0 --label gitlab-cluster-test=1 \
+  -t "$IMG_STANDIN_NEXT" "$ITEST_DIR/images/gitlab-standin" >/dev/null || itest_die "image gitlab-standin reporting 18.5.0"
+printf '  %s\n' "$IMG_STANDIN_NEXT"
 
 cluster_srv_init                          # before the harness: removed after the containers
 itest_harness_init
@@ -38,8 +44,8 @@ ITEST_WORK="$ITEST_TMP/work"
 mkdir -m 700 "$ITEST_WORK" "$ITEST_WORK/keys"
 export ITEST_WORK ITEST_RUN_ID GITLAB_CLUSTER_KEY_DIR="$ITEST_WORK/keys"
 # Official images cannot be pulled here: each runs as its stand-in.
-ITEST_IMAGE_MAP=$(printf '{"postgres":"%s","redis":"%s","nginx":"%s","gitlab/gitlab-ce":"%s"}' \
-  "$IMG_PG_STANDIN" "$IMG_REDIS_STANDIN" "$IMG_NGINX_STANDIN" "$IMG_STANDIN")
+ITEST_IMAGE_MAP=$(printf '{"postgres":"%s","redis":"%s","nginx":"%s","gitlab/gitlab-ce":"%s","%s":"%s"}' \
+  "$IMG_PG_STANDIN" "$IMG_REDIS_STANDIN" "$IMG_NGINX_STANDIN" "$IMG_STANDIN" "$UPGRADE_IMAGE" "$IMG_STANDIN_NEXT")
 export ITEST_IMAGE_MAP
 
 declare -A CLUSTER_IP=([edge1]=$(itest_ip 5) [data1]=$(itest_ip 11) [app1]=$(itest_ip 21) [app2]=$(itest_ip 22) [app3]=$(itest_ip 23))
@@ -406,6 +412,70 @@ chk_after_restore() {
   chk_ops_status
 }
 check "restore: afterwards secrets verify on app1..3, every node ready" chk_after_restore
+
+# 9. zero-downtime upgrade: `pulumi up` of a new gitlab.image, as the program orders it ---------
+gitlab_ids() { local h; for h in app1 app2 app3; do on "$h" "docker inspect -f '{{.Id}}' gitlab-gitlab-$h" || return 1; done; }
+chk_upgrade_refused() {   # $1 image, $2 what the refusal must say; nothing may change
+  local before out rc=0
+  before=$(gitlab_ids) || return 1
+  out=$(node_itest upgrade "$1" 2>&1) || rc=$?
+  (( rc == 3 )) || { echo "$out" | tail -20; echo "expected the upgrade to be refused (exit 3), got $rc"; return 1; }
+  grep -E 'FAIL .*gitlab-gitlab-app1-upgrade-preflight' <<<"$out" >/dev/null || { echo "$out" | tail -20; echo "not refused by the preflight"; return 1; }
+  grep -F -- "$2" <<<"$out" || { echo "$out" | tail -20; echo "the refusal does not say: $2"; return 1; }
+  [[ "$(gitlab_ids)" == "$before" ]] || { echo "a GitLab container changed"; return 1; }
+  echo "refused; no GitLab container changed"
+}
+chk_upgrade_refused_pending() {
+  on app1 'echo 2 > /srv/gitlab/data/standin-pending-background-migrations' || return 1
+  chk_upgrade_refused "$UPGRADE_IMAGE" "2 batched background migration(s) of GitLab 18.4.1 are not finished"; local rc=$?
+  on app1 'rm -f /srv/gitlab/data/standin-pending-background-migrations'
+  return $rc
+}
+check "upgrade: refused while batched background migrations are pending, nothing changed" chk_upgrade_refused_pending
+check "upgrade: 18.4.1 -> 18.6.0 (skips the 18.5 stop) refused, nothing changed" \
+  chk_upgrade_refused "gitlab/gitlab-ce:18.6.0-ce.0" "skips required upgrade stop(s) 18.5"
+check "upgrade: a downgrade (18.4.0) refused, nothing changed" chk_upgrade_refused "gitlab/gitlab-ce:18.4.0-ce.0" "GitLab does not support downgrades"
+chk_upgrade() {   # the upgrade, with GETs through the balancer all along: none may be lost
+  local out rc=0 codes total ok
+  on data1 'rm -f /tmp/upgrade-loop.* && touch /tmp/upgrade-loop.run' || return 1
+  # Bounded: at most 6000 requests (10 per second), until the upgrade has finished.
+  on data1 "i=0; while [ -f /tmp/upgrade-loop.run ] && [ \$i -lt 6000 ]; do i=\$((i + 1));
+      curl -s -m 15 -o /dev/null -w '%{http_code}\\n' http://$EDGE/ >> /tmp/upgrade-loop.codes; sleep 0.1; done" &
+  local loop=$!
+  sleep 2
+  out=$(node_itest upgrade "$UPGRADE_IMAGE" 2>&1) || rc=$?
+  sleep 2
+  on data1 'rm -f /tmp/upgrade-loop.run'; wait "$loop"
+  echo "$out" | grep -E '^(ok  |FAIL|upgrade to|  (replace|update|create) )' | sed 's/ ([0-9.]*s)$//'
+  (( rc == 0 )) || { echo "$out" | tail -30; return 1; }
+  codes=$(on data1 'sort /tmp/upgrade-loop.codes | uniq -c') || return 1
+  total=$(on data1 'wc -l < /tmp/upgrade-loop.codes'); ok=$(on data1 'grep -c "^200$" /tmp/upgrade-loop.codes')
+  echo "requests through the balancer during the upgrade: $total; by status: $(tr -s ' \n' ' ' <<<"$codes")"
+  (( total >= 20 && ok == total )) || { echo "expected every request answered 200"; return 1; }
+}
+check "upgrade: 18.4.1 -> 18.5.0, node after node, 0 requests lost through the balancer" chk_upgrade
+chk_upgrade_order() {   # from the stand-ins: versions, who migrated what with which flags, and when
+  local h v log post l
+  local -a started=()
+  for h in app1 app2 app3; do
+    v=$(on "$h" "docker exec gitlab-gitlab-$h cat /opt/gitlab/embedded/service/gitlab-rails/VERSION") || return 1
+    started[${#started[@]}]=$(on "$h" "docker inspect -f '{{.State.StartedAt}}' gitlab-gitlab-$h") || return 1
+    echo "$h runs $v, started ${started[-1]}"
+    [[ "$v" == 18.5.0 ]] || return 1
+  done
+  [[ "${started[0]}" < "${started[1]}" && "${started[1]}" < "${started[2]}" ]] || { echo "not replaced app1, app2, app3 in turn"; return 1; }
+  for h in app2 app3; do
+    ! on "$h" 'grep 18.5.0 /srv/gitlab/logs/standin-migrations.log 2>/dev/null' || { echo "$h ran migrations"; return 1; }
+  done
+  log=$(on app1 'grep " 18.5.0 " /srv/gitlab/logs/standin-migrations.log') || return 1
+  echo "app1 (deploy node) migrations at 18.5.0:"; while IFS= read -r l; do echo "  $l"; done <<<"$log"
+  [[ "$(grep -c ' reconfigure regular SKIP_POST_DEPLOYMENT_MIGRATIONS=true$' <<<"$log")" == 1 ]] || { echo "expected one start with regular migrations only"; return 1; }
+  [[ "$(grep -c 'post-deployment' <<<"$log")" == 1 ]] || { echo "expected post-deployment migrations exactly once"; return 1; }
+  post=$(grep ' db:migrate regular+post-deployment SKIP_POST_DEPLOYMENT_MIGRATIONS=unset$' <<<"$log" | cut -d' ' -f1) || { echo "no post-deployment run of db:migrate"; return 1; }
+  [[ "$post" > "${started[2]}" ]] || { echo "post-deployment migrations ($post) before the last node started (${started[2]})"; return 1; }
+  echo "post-deployment migrations once, at $post, after the last node started"
+}
+check "upgrade: app1 first (regular migrations only), app2, app3 in turn (none), post-deployment migrations once after the last" chk_upgrade_order
 
 T_END=$(itest_now)
 echo "TIMING checks $(( T_END - T_TSC )) s; whole run $(( T_END - T_START )) s (image build/reuse $(( T_IMAGES - T_DOCKER )) s)"

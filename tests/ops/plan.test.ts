@@ -174,7 +174,8 @@ echo "Done!"`;
         assert.equal(last.host, "app1");
         for (const t of INTEGRITY_CHECKS) assert.ok(last.script.includes(t), t);
         assert.match(log.join("\n"), /^ {2}15\. integrity checks on app1: /m);
-        assert.match(log.at(-1)!, /every node is ready; the integrity checks found no problem$/);
+        assert.match(log.at(-2)!, /every node is ready; the integrity checks found no problem$/);
+        assert.match(log.at(-1)!, /^cluster state: /);
         await assert.rejects(main(["backup", "--verify-integrity", "--stack", "t", "--outputs", outputsFile], () => new FakeRunner(), () => undefined),
             (e: unknown) => e instanceof OpsError && e.exitCode === 2 && /--verify-integrity goes with restore only/.test(e.message));
     });

@@ -55,7 +55,8 @@ describe("promotion staging -> prod", () => {
         const dry = run(dir, "staging", "prod");
         assert.equal(dry.code, 0, dry.err);
         assert.equal(prodFile(dir), realProd, "a dry run writes nothing");
-        assert.match(dry.out, /^--- a\/Pulumi\.prod\.yaml\n\+\+\+ b\/Pulumi\.prod\.yaml\n@@ /);
+        assert.match(dry.out, /^--- a\/Pulumi\.prod\.yaml\n\+\+\+ b\/Pulumi\.prod\.yaml\n@@ /m);
+        assert.match(dry.out, /^ {2}backup\.keepDays: 14 → 21$/m);
         assert.match(dry.out, /^- {4}image: gitlab\/gitlab-ce:18\.4\.1-ce\.0\n\+ {4}image: gitlab\/gitlab-ce:18\.5\.2-ce\.0$/m);
         assert.match(dry.out, /^\+ {6}gitlab_default_theme: 2$/m);
         assert.equal(dry.err, "", "18.4 -> 18.5 skips no stop");
@@ -70,7 +71,7 @@ describe("promotion staging -> prod", () => {
         assert.equal((prod.config.postgres as { image: string }).image, "postgres:16.16-bookworm");
         assert.deepEqual(prod.config.backup, { schedule: "0 3 * * *", keepDays: 21, node: "app1" });
         // The diff printed is the change written.
-        assert.equal(dry.out.replace(/\(dry run.*\n$/, ""), unifiedDiff(realProd, prodFile(dir), "a/Pulumi.prod.yaml", "b/Pulumi.prod.yaml"));
+        assert.equal(dry.out.replace(/\(dry run.*\n$/, "").replace(/^Pulumi\.prod\.yaml, effective values[^]*?(?=^--- )/m, ""), unifiedDiff(realProd, prodFile(dir), "a/Pulumi.prod.yaml", "b/Pulumi.prod.yaml"));
         // The promoted prod stack still evaluates.
         const e = await evaluate(prod.config, { stack: "prod", secretKeys: prod.secretKeys });
         assert.equal(e.byName("gitlab-gitlab-app3-image").inputs.name, "gitlab/gitlab-ce:18.5.2-ce.0");
@@ -157,6 +158,7 @@ describe("promotion staging -> prod", () => {
 
     it("refuses bad arguments", () => {
         const dir = stacks();
+        assert.equal(run(dir, "staging", "prod", "--no-such-flag").code, 2, "an unknown flag is a usage error, not a crash");
         assert.equal(run(dir, "staging").code, 2);
         assert.equal(run(dir, "staging", "staging").code, 2);
         assert.equal(run(dir, "staging", "qa").code, 1);
@@ -214,5 +216,90 @@ describe("promotion from dev", () => {
         assert.notEqual(lb.httpPort, 8080);
         assert.notEqual(lb.listenAddress, "172.17.0.1");
         assert.deepEqual(promoted["gitlab-cluster:hosts"], configOf(realStaging)["gitlab-cluster:hosts"]);
+    });
+});
+
+/** A scratch directory with copies of all three real stack files. */
+function allStacks(): string {
+    const dir = tempDir("promote-all");
+    for (const s of ["dev", "staging", "prod"]) fs.copyFileSync(path.join(root, `Pulumi.${s}.yaml`), path.join(dir, `Pulumi.${s}.yaml`));
+    return dir;
+}
+
+describe("promotion never resets a target's own tuning silently (issue 16, item 2)", () => {
+    it("dev -> staging lists each setting only staging has with the value it would fall back to, and refuses without --allow-reset", () => {
+        const dir = allStacks();
+        const before = fs.readFileSync(path.join(dir, "Pulumi.staging.yaml"), "utf8");
+        const r = run(dir, "dev", "staging", "--write");
+        assert.equal(r.code, 1, r.err);
+        assert.equal(fs.readFileSync(path.join(dir, "Pulumi.staging.yaml"), "utf8"), before, "nothing written");
+        assert.match(r.out, /^ {2}gitlab\.readinessTimeoutSeconds: 1800 → 1200 \(the default\) \[reset: only the target sets it, Pulumi\.dev\.yaml does not\]$/m);
+        assert.match(r.out, /^ {2}backup\.keepDays: 14 → 7 \(the default\)/m);
+        assert.match(r.out, /^ {2}gitlab\.rails: \{"time_zone":"UTC"\} → \{\} \(the default\)/m);
+        assert.match(r.out, /^ {2}postgres\.image: "postgres:16\.15-bookworm" → "postgres:[^"]+" \(the default\)/m);
+        assert.match(r.err, /would be reset to the default .*--allow-reset; nothing was written/);
+        assert.match(r.out, /^ {2}postgres\.image: .*no longer pinned: it follows the program's default from now on\]$/m);
+        assert.doesNotMatch(r.out, /^ {2}backup\.keepDays: .*no longer pinned/m);
+    });
+
+    it("with --allow-reset it writes, and every removed line of the diff has a line saying what the value becomes", () => {
+        const dir = allStacks();
+        const r = run(dir, "dev", "staging", "--write", "--allow-reset");
+        assert.equal(r.code, 0, r.err);
+        const lines = r.out.split("\n").filter(l => l.startsWith("  ") && l.includes(" → "));
+        for (const key of ["gitlab.readinessTimeoutSeconds", "gitlab.rails", "backup.keepDays", "backup.schedule", "postgres.image", "redis.image", "loadBalancer.image", "loadBalancer.proxyReadTimeoutSeconds"]) {
+            assert.ok(lines.some(l => l.startsWith(`  ${key}: `)), `${key} has a line: ${r.out}`);
+        }
+    });
+
+    it("a promotion that changes values prints each effective value old → new", () => {
+        const dir = stacks({ staging: setImage("18.5.2-ce.0") });
+        const r = run(dir, "staging", "prod");
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /^ {2}gitlab\.image: "gitlab\/gitlab-ce:18\.4\.1-ce\.0" → "gitlab\/gitlab-ce:18\.5\.2-ce\.0"$/m);
+    });
+
+    it("--help states the reset rule and exit codes, and touches nothing", () => {
+        const dir = allStacks();
+        const r = run(dir, "--help");
+        assert.equal(r.code, 0);
+        assert.match(r.out, /--allow-reset/);
+        assert.match(r.out, /Exit codes: 0 .*1 .*2 usage/);
+    });
+});
+
+describe("the edit of the target produces the planned configuration (issue 16, item 2)", () => {
+    it("promotes between every pair of the repository's stack files without an internal error", () => {
+        for (const from of ["dev", "staging", "prod"]) {
+            for (const to of ["dev", "staging", "prod"]) {
+                if (from === to) continue;
+                const source = fs.readFileSync(path.join(root, `Pulumi.${from}.yaml`), "utf8"), target = fs.readFileSync(path.join(root, `Pulumi.${to}.yaml`), "utf8");
+                try {
+                    promoteStackFile(source, target, { from, to });
+                } catch (e) {
+                    assert.ok(e instanceof PromotionRefused, `${from} -> ${to}: ${String(e)}`);
+                }
+            }
+        }
+    });
+
+    it("prod -> dev adds keys to dev's last map and new namespaces after it, each under its own map", () => {
+        const dev = fs.readFileSync(path.join(root, "Pulumi.dev.yaml"), "utf8");
+        const r = promoteStackFile(realProd, dev, { from: "prod", to: "dev" });
+        const config = (parseDocument(r.text).toJS() as { config: Record<string, Record<string, unknown>> }).config;
+        assert.equal(config["gitlab-cluster:loadBalancer"]!.image, "nginx:1.30.4-trixie");
+        assert.equal(config["gitlab-cluster:backup"]!.keepDays, 14);
+        assert.equal(config["gitlab-cluster:backup"]!.image, undefined);
+    });
+
+    it("staging -> prod with a new key in the last nested map and a new sibling map after it", () => {
+        const dir = stacks({
+            staging: s => s.replace("        gitlab_email_from: gitlab@example.com\n", "        gitlab_email_from: gitlab@example.com\n        smtp_tls: false\n      registry:\n        enable: true\n"),
+        });
+        const r = run(dir, "staging", "prod", "--write");
+        assert.equal(r.code, 0, r.err);
+        const gitlab = (parseDocument(prodFile(dir)).toJS() as { config: Record<string, { omnibus: Record<string, Record<string, unknown>> }> }).config["gitlab-cluster:gitlab"]!;
+        assert.equal(gitlab.omnibus.gitlab_rails!.smtp_tls, false);
+        assert.deepEqual(gitlab.omnibus.registry, { enable: true });
     });
 });

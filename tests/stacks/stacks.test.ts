@@ -14,20 +14,71 @@ process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("stack-keys");
 const root = path.resolve(__dirname, "..", "..", "..");
 const stackFile = (stack: string) => path.join(root, `Pulumi.${stack}.yaml`);
 
+/**
+ * The repository's own stack files. A file is the repository's own by its name: these three carry
+ * the README's promises (dev is one local node; staging and prod are multi-node, pin every host key,
+ * take the deploy key from the agent, serve TLS). Any other Pulumi.<stack>.yaml is a user's own:
+ * it gets the checks every stack gets, and none of these promises. (To break a promise of one of
+ * these three on purpose, give your stack its own name.)
+ */
+const REPOSITORY_STACKS = ["dev", "staging", "prod"] as const;
+
+/** Every Pulumi.<stack>.yaml in dir, by stack name. */
+function stacksIn(dir: string): string[] {
+    return fs.readdirSync(dir).map(f => /^Pulumi\.([^.]+)\.yaml$/.exec(f)?.[1]).filter((s): s is string => s !== undefined).sort();
+}
+
+/** What `pulumi preview` would need of any stack file: it evaluates, and each GitLab host gets its container, beside each tier's. */
+async function checkAnyStack(file: string, stack: string): Promise<void> {
+    const stackConfig = readStackFile(file);
+    const e = await evaluate(stackConfig.config, { stack, secretKeys: stackConfig.secretKeys });
+    const containers = e.resources.filter(r => r.type === "docker:index/container:Container").map(r => r.name);
+    assert.deepEqual(containers.filter(n => /^gitlab-gitlab-/.test(n)).sort(), e.config.roles.gitlab.map(h => `gitlab-gitlab-${h}`).sort(), `${stack}: a GitLab container per roles.gitlab host`);
+    for (const tier of ["gitlab-redis", "gitlab-postgres", "gitlab-lb"]) assert.ok(containers.includes(tier), `${stack}: ${tier}`);
+    // A host reached over SSH is verified: never insecureSkipHostKeyCheck in a stack file.
+    for (const [name, host] of Object.entries(e.config.hosts)) {
+        if (!host.local) assert.notEqual((stackConfig.config.hosts as Record<string, Record<string, unknown>>)[name]?.insecureSkipHostKeyCheck, true, `${stack}: ${name}`);
+    }
+}
+
 describe("stack files", () => {
-    it("are dev, staging and prod", () => {
-        const stacks = fs.readdirSync(root).filter(f => /^Pulumi\.[^.]+\.yaml$/.test(f)).sort();
-        assert.deepEqual(stacks, ["Pulumi.dev.yaml", "Pulumi.prod.yaml", "Pulumi.staging.yaml"]);
+    const found = stacksIn(root);
+
+    it("include the repository's own dev, staging and prod (a user's own stack files may sit beside them)", () => {
+        for (const stack of REPOSITORY_STACKS) assert.ok(found.includes(stack), `Pulumi.${stack}.yaml`);
     });
 
-    for (const [stack, gitlabHosts] of [["dev", 1], ["staging", 2], ["prod", 3]] as const) {
-        it(`${stack} evaluates cleanly with ${gitlabHosts} GitLab node(s)`, async () => {
+    for (const stack of found) {
+        it(`${stack}${REPOSITORY_STACKS.includes(stack as never) ? "" : " (a user's own)"} evaluates cleanly, a GitLab container per GitLab host`, () => checkAnyStack(stackFile(stack), stack));
+    }
+
+    it("a user's own stack and a fourth prod node pass the checks every stack gets (issue 16, item 6)", async () => {
+        const dir = tempDir("user-stacks");
+        const prod = fs.readFileSync(stackFile("prod"), "utf8");
+        const fourNodes = prod
+            .replace("    data1:\n", "    app4:\n      address: 10.0.0.14\n      ssh:\n        hostKey: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAQI2Vnw39wk+QO0aWnJzFfce8ivzlHq9bfbbi8hFY0o app4\n    data1:\n")
+            .replace("gitlab: [app1, app2, app3]", "gitlab: [app1, app2, app3, app4]");
+        assert.notEqual(fourNodes, prod);
+        fs.writeFileSync(path.join(dir, "Pulumi.prod.yaml"), fourNodes);
+        fs.writeFileSync(path.join(dir, "Pulumi.qa.yaml"), fs.readFileSync(stackFile("dev"), "utf8").replace("dataRoot: /srv/gitlab-dev", "dataRoot: /srv/gitlab-qa"));
+        assert.deepEqual(stacksIn(dir), ["prod", "qa"]);
+        for (const stack of stacksIn(dir)) await checkAnyStack(path.join(dir, `Pulumi.${stack}.yaml`), stack);
+    });
+
+    // The repository's own: their specific promises (README, "From pull request to production").
+    it("dev (the repository's own): one local host, one GitLab node", async () => {
+        const file = readStackFile(stackFile("dev"));
+        const e = await evaluate(file.config, { stack: "dev", secretKeys: file.secretKeys });
+        assert.deepEqual(Object.values(e.config.hosts).map(h => h.local), [true]);
+        assert.equal(e.config.roles.gitlab.length, 1);
+    });
+
+    for (const [stack, atLeast] of [["staging", 2], ["prod", 3]] as const) {
+        it(`${stack} (the repository's own): at least ${atLeast} GitLab nodes sharing NFS, TLS`, async () => {
             const file = readStackFile(stackFile(stack));
             const e = await evaluate(file.config, { stack, secretKeys: file.secretKeys });
-            assert.equal(e.config.roles.gitlab.length, gitlabHosts);
-            const containers = e.resources.filter(r => r.type === "docker:index/container:Container").map(r => r.name);
-            assert.equal(containers.filter(n => /^gitlab-gitlab-/.test(n)).length, gitlabHosts);
-            for (const tier of ["gitlab-redis", "gitlab-postgres", "gitlab-lb"]) assert.ok(containers.includes(tier), `${stack}: ${tier}`);
+            assert.ok(e.config.roles.gitlab.length >= atLeast, `${stack}: ${e.config.roles.gitlab.length} GitLab nodes`);
+            assert.ok(e.config.roles.nfsServer !== undefined, `${stack}: an NFS server`);
         });
     }
 
@@ -59,7 +110,7 @@ describe("stack files", () => {
         return parseClusterConfig(config, secretFlagsOf(secretLeaves(rawConfig(text))));
     };
 
-    for (const stack of ["dev", "staging", "prod"]) {
+    for (const stack of found) {
         it(`${stack}: every secret key is encrypted, leaf by leaf (issue 15, L10)`, () => {
             assert.doesNotThrow(() => parseLeafByLeaf(fs.readFileSync(stackFile(stack), "utf8")));
         });

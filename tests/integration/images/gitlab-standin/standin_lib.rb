@@ -19,6 +19,20 @@ module Standin
 
   def say(msg) = puts("#{msg} #{TAG}")
 
+  # Per node, under /var/log/gitlab (the host's <dataRoot>/logs): which migrations this node ran,
+  # at which release, and whether SKIP_POST_DEPLOYMENT_MIGRATIONS was set. The upgrade test reads it.
+  MIGRATIONS_LOG = '/var/log/gitlab/standin-migrations.log'
+  # Pending batched background migrations `gitlab-rake gitlab:background_migrations:status` reports.
+  PENDING_BACKGROUND_MIGRATIONS = File.join(VAR, 'standin-pending-background-migrations')
+
+  def skip_post_deployment? = %w[true 1 yes].include?(ENV.fetch('SKIP_POST_DEPLOYMENT_MIGRATIONS', '').downcase)
+
+  def log_migrations(via, kinds)
+    skip = ENV.key?('SKIP_POST_DEPLOYMENT_MIGRATIONS') ? ENV['SKIP_POST_DEPLOYMENT_MIGRATIONS'] : 'unset'
+    line = "#{Time.now.utc.strftime('%Y-%m-%dT%H:%M:%S.%3NZ')} #{version} #{via} #{kinds} SKIP_POST_DEPLOYMENT_MIGRATIONS=#{skip}"
+    File.open(MIGRATIONS_LOG, 'a') { |f| f.puts(line) }
+  end
+
   def settings
     @settings ||= begin
       out, err, st = Open3.capture3('ruby', LOADER, File.join(ETC, 'gitlab.rb'))
