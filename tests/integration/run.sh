@@ -193,6 +193,10 @@ chk_firewall() {
   on edge1 "timeout 5 bash -c '</dev/tcp/$app1/80'" || { echo "edge1 (the balancer) cannot connect to $app1:80"; return 1; }
   if on data1 "timeout 3 bash -c '</dev/tcp/$app1/80'"; then echo "data1 connected to $app1:80 around the balancer"; return 1; fi
   echo "$app1:80: edge1 connects, data1 times out"
+  # And its git-over-SSH port (gitlab.nodeSshPort, the stand-in's sshd).
+  on edge1 "timeout 5 bash -c '</dev/tcp/$app1/2222'" || { echo "edge1 (the balancer) cannot connect to $app1:2222"; return 1; }
+  if on data1 "timeout 3 bash -c '</dev/tcp/$app1/2222'"; then echo "data1 connected to $app1:2222 around the balancer"; return 1; fi
+  echo "$app1:2222: edge1 connects, data1 times out"
 }
 check "4 firewalls: GitLab hosts reach data1, only the balancer reaches the nodes; others' packets dropped" chk_firewall
 
