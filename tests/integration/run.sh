@@ -458,6 +458,14 @@ chk_upgrade() {   # the upgrade, with GETs through the balancer all along: none 
   (( total >= 20 && ok == total )) || { echo "expected every request answered 200"; return 1; }
 }
 check "upgrade: 18.4.1 -> 18.5.0, node after node, 0 requests lost through the balancer" chk_upgrade
+chk_upgrade_secrets() {   # 18.5.0 brought a secret: generated on app1 only, then on every node byte for byte
+  local h
+  for h in app1 app2 app3; do
+    on "$h" "grep -q standin_secret_18_5 /srv/gitlab/config/gitlab-secrets.json" || { echo "$h's gitlab-secrets.json lacks the secret 18.5.0 brought"; return 1; }
+  done
+  chk_identity
+}
+check "upgrade: the secret 18.5.0 added on app1 reached app2 and app3, every identity file byte-identical" chk_upgrade_secrets
 chk_upgrade_order() {   # from the stand-ins: versions, who migrated what with which flags, and when
   local h v log post l
   local -a started=()

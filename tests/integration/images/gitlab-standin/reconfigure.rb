@@ -51,6 +51,19 @@ unless File.exist?(secrets)
   File.open(secrets, File::WRONLY | File::CREAT | File::EXCL, 0o600) { |f| f.write(JSON.pretty_generate(data)) }
   puts "stand-in: generated #{secrets} (it did not exist)"
 end
+# As a real reconfigure does after an upgrade that brings a new secret: generate the one missing
+# from this node's file, unless gitlab.rb says package['generate_default_secrets'] = false. The
+# stand-in's 18.5.0 brings one (gitlab_rails.standin_secret_18_5).
+version = File.read('/opt/gitlab/embedded/service/gitlab-rails/VERSION').strip rescue '0'
+if Gem::Version.new(version) >= Gem::Version.new('18.5.0') && settings.dig('package', 'generate_default_secrets') != false
+  data = JSON.parse(File.read(secrets))
+  unless data.dig('gitlab_rails', 'standin_secret_18_5')
+    (data['gitlab_rails'] ||= {})['standin_secret_18_5'] = SecureRandom.hex(64)
+    File.write("#{secrets}.tmp", JSON.pretty_generate(data), perm: 0o600)
+    File.rename("#{secrets}.tmp", secrets)
+    puts "stand-in: added the secret 18.5.0 brings (gitlab_rails.standin_secret_18_5) to #{secrets}"
+  end
+end
 
 user = settings['user'].is_a?(Hash) ? settings['user'] : {}
 uname = user['username'] || 'git'
