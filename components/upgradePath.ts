@@ -1,6 +1,11 @@
 // GitLab's upgrade path: the required stops, as data. One list, read by the promotion command
 // (scripts/promotePlan.ts: a warning) and by the program's upgrade preflight (a refusal on the host).
 
+/** Orders releases by major and minor only (stops are minors): 18.5 < 18.5.x < 18.6. */
+export function minorOrder(v: { readonly major: number; readonly minor: number }): number {
+    return v.major * 1000 + v.minor;
+}
+
 export interface UpgradeStop {
     readonly major: number;
     readonly minor: number;

@@ -24,7 +24,7 @@ export const PROMOTABLE: Readonly<Record<string, readonly string[]>> = {
 };
 
 // GitLab's required upgrade stops: one list, in components/ (the program's upgrade preflight reads it too).
-import { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS, type UpgradeStop } from "../components/upgradePath";
+import { GITLAB_REQUIRED_UPGRADE_STOPS, minorOrder, UPGRADE_PATH_DOCS, type UpgradeStop } from "../components/upgradePath";
 export { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS, type UpgradeStop };
 
 export type GitlabVersion = GitlabRelease;
@@ -44,8 +44,7 @@ export function compareVersions(a: GitlabVersion, b: GitlabVersion): number {
 
 /** The required stops strictly between the running release and the next one. */
 export function skippedUpgradeStops(running: GitlabVersion, next: GitlabVersion, stops: readonly UpgradeStop[] = GITLAB_REQUIRED_UPGRADE_STOPS): UpgradeStop[] {
-    const at = (v: { major: number; minor: number }) => v.major * 1000 + v.minor;
-    return stops.filter(s => at(running) < at(s) && at(s) < at(next));
+    return stops.filter(s => minorOrder(running) < minorOrder(s) && minorOrder(s) < minorOrder(next));
 }
 
 export interface UpgradeCheck {

@@ -1,12 +1,14 @@
 // Scripts of GitLab's zero-downtime upgrade (docs.gitlab.com/update/zero_downtime): the preflight
 // that runs before any GitLab container is replaced, and the post-deployment migrations that run
 // once every node runs the new release. Pure: typed values in, POSIX sh out.
+import { minorOrder } from "../upgradePath";
 import { shellQuote } from "./quote";
 
 const HEADER = "#!/bin/sh\nset -eu\n";
 
 /** Where an Omnibus image (and the test stand-in) keeps the GitLab release it runs: `18.4.1`. */
-export const GITLAB_VERSION_FILE = "/opt/gitlab/embedded/service/gitlab-rails/VERSION";
+export const GITLAB_RAILS_DIR = "/opt/gitlab/embedded/service/gitlab-rails";
+export const GITLAB_VERSION_FILE = `${GITLAB_RAILS_DIR}/VERSION`;
 
 /**
  * Set on the deploy (migration) node's container: the image runs `gitlab-ctl reconfigure` at every
@@ -41,7 +43,6 @@ export interface UpgradePreflightInput {
     readonly upgradePathDocs: string;
 }
 
-const minorAt = (v: { major: number; minor: number }) => v.major * 1000 + v.minor;
 
 /**
  * Before any GitLab container is replaced for a new image: reads the release the deploy node runs
@@ -54,13 +55,13 @@ export function upgradePreflightScript(input: UpgradePreflightInput): string {
     const t = input.target;
     const targetVersion = `${t.major}.${t.minor}.${t.patch}`;
     // Stops at or above the target are never skipped; the running release decides the rest on the host.
-    const before = input.stops.filter(s => minorAt(s) < minorAt(t));
-    const required = before.filter(s => s.onlyFor === undefined).map(s => `${minorAt(s)}:${s.major}.${s.minor}`);
+    const before = input.stops.filter(s => minorOrder(s) < minorOrder(t));
+    const required = before.filter(s => s.onlyFor === undefined).map(s => `${minorOrder(s)}:${s.major}.${s.minor}`);
     const conditional = before.filter(s => s.onlyFor !== undefined);
     const conditionalChecks = conditional.map(s =>
-        `if [ "$running_minor_at" -lt ${minorAt(s)} ]; then echo ${shellQuote(`warning: GitLab ${s.major}.${s.minor} is a required upgrade stop for ${s.onlyFor}: if that is this instance, upgrade through it first (${input.upgradePathDocs})`)}; fi`).join("\n");
+        `if [ "$running_minor_at" -lt ${minorOrder(s)} ]; then echo ${shellQuote(`warning: GitLab ${s.major}.${s.minor} is a required upgrade stop for ${s.onlyFor}: if that is this instance, upgrade through it first (${input.upgradePathDocs})`)}; fi`).join("\n");
     // A new major's .0 follows the old major's last minor: one step. Otherwise more than one minor is warned about.
-    const multiMinorWarning = t.minor === 0 ? "" : `if [ "$(( ${minorAt(t)} - running_minor_at ))" -gt 1 ]; then
+    const multiMinorWarning = t.minor === 0 ? "" : `if [ "$(( ${minorOrder(t)} - running_minor_at ))" -gt 1 ]; then
     echo "warning: GitLab $version to $target is more than one minor release: GitLab documents zero-downtime upgrades one minor release at a time, so nodes still on $version may fail requests until they are replaced"
 fi
 `;

@@ -5,6 +5,7 @@ import {
     BACKUP_SCRIPT_PATH, ETC_ARCHIVE_SUFFIX, etcBackupsDirOf, GITLAB_ARCHIVE_SUFFIX, handArchiveToGitScript, renderBackupScript,
 } from "../../components/render/backup";
 import { shellQuote } from "../../components/render/quote";
+import { GITLAB_RAILS_DIR, GITLAB_VERSION_FILE } from "../../components/render/upgrade";
 import { readIdentityScript, waitForReadinessScript, writeIdentityScript } from "../../components/render/scripts";
 
 export type HostRef = { readonly name: string; readonly address: string; readonly ssh: OpsInventory["nodes"][number]["ssh"] };
@@ -70,8 +71,8 @@ export function runningVersionScript(container: string): string {
     // A stopped or missing container is said as such (exit 4), never read as an empty version.
     return `state=$(docker inspect -f '{{.State.Status}}' ${c} 2>/dev/null) || { echo "container ${container} does not exist on this host: pulumi up first" >&2; exit 4; }
 [ "$state" = running ] || { echo "container ${container} is $state, not running: start it (docker start ${container}, or pulumi up) and run the restore again" >&2; exit 4; }
-v=$(docker exec ${c} cat /opt/gitlab/embedded/service/gitlab-rails/VERSION) || { echo "could not read /opt/gitlab/embedded/service/gitlab-rails/VERSION in ${container}" >&2; exit 1; }
-if docker exec ${c} test -d /opt/gitlab/embedded/service/gitlab-rails/ee; then echo "$v-ee"; else echo "$v-ce"; fi`;
+v=$(docker exec ${c} cat ${GITLAB_VERSION_FILE}) || { echo "could not read ${GITLAB_VERSION_FILE} in ${container}" >&2; exit 1; }
+if docker exec ${c} test -d ${GITLAB_RAILS_DIR}/ee; then echo "$v-ee"; else echo "$v-ce"; fi`;
 }
 
 function node(inv: OpsInventory, name: string) {
