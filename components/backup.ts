@@ -10,7 +10,7 @@ import {
     etcBackupsDirOf, RECEIVER_SCRIPT_PATH, receiverLimits, renderAuthorizedKeyLine, renderBackupCron, renderBackupScript, renderReceiverScript,
     renderTargetPruneCron, TARGET_PRUNE_CRON_PATH, unauthorizeBackupKeyScript,
 } from "./render/backup";
-import { removeFileScript, writeFileScript } from "./render/scripts";
+import { removeFileScript } from "./render/scripts";
 
 /** An off-host destination: a host of the inventory, a directory there, and the receiver's limits (default: render/backup's). */
 export interface OffHostTarget {
@@ -93,7 +93,7 @@ export class GitlabBackup extends pulumi.ComponentResource {
         const offHost = (prefix: string, target: OffHostTarget, accepts: readonly ArchiveKind[]): BackupTarget => {
             const t = target.host.config;
             const receiver = target.host.run(`${prefix}receiver`, {
-                create: writeFileScript({ path: RECEIVER_SCRIPT_PATH, mode: "0755" }),
+                writes: { path: RECEIVER_SCRIPT_PATH, mode: "0755" },
                 delete: removeFileScript(RECEIVER_SCRIPT_PATH),
                 stdin: renderReceiverScript(target.path, receiverLimits(target.maxArchiveGiB, target.minFreeGiB), accepts),
             }, { parent: this });
@@ -106,7 +106,7 @@ export class GitlabBackup extends pulumi.ComponentResource {
             // Pruning is the target's own job: the backup key can only add archives.
             const targetCron = target.host.run(`${prefix}target-cron-installed`, { create: ensureCronScript() }, { parent: this });
             target.host.run(`${prefix}target-prune`, {
-                create: writeFileScript({ path: TARGET_PRUNE_CRON_PATH, mode: "0644" }),
+                writes: { path: TARGET_PRUNE_CRON_PATH, mode: "0644" },
                 delete: removeFileScript(TARGET_PRUNE_CRON_PATH),
                 stdin: renderTargetPruneCron(t.ssh.user, target.path, args.keepDays),
             }, { parent: this, dependsOn: [targetCron] });
@@ -124,12 +124,12 @@ export class GitlabBackup extends pulumi.ComponentResource {
         });
         const cron = args.host.run(`${name}-cron-installed`, { create: ensureCronScript() }, { parent: this });
         const script = args.host.run(`${name}-script`, {
-            create: writeFileScript({ path: BACKUP_SCRIPT_PATH, mode: "0700" }),
+            writes: { path: BACKUP_SCRIPT_PATH, mode: "0700" },
             delete: removeFileScript(BACKUP_SCRIPT_PATH),
             stdin: this.script,
         }, { parent: this, dependsOn: deps });
         args.host.run(`${name}-schedule`, {
-            create: writeFileScript({ path: BACKUP_CRON_PATH, mode: "0644" }),
+            writes: { path: BACKUP_CRON_PATH, mode: "0644" },
             delete: removeFileScript(BACKUP_CRON_PATH),
             stdin: renderBackupCron(args.schedule),
         }, { parent: this, dependsOn: [cron, script] });

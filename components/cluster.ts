@@ -63,6 +63,8 @@ export class GitlabCluster extends pulumi.ComponentResource {
     readonly loadBalancer: NginxLoadBalancer;
     readonly backup?: GitlabBackup;
     readonly ops: OpsInventory;
+    /** The hosts the cluster uses, by name: what each runs is recorded there (HostConnection.commands). */
+    readonly hosts: ReadonlyMap<string, HostConnection>;
 
     constructor(name: string, args: GitlabClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         // No args to super: the config holds secrets (SSH and TLS keys) that must not enter state as plain inputs.
@@ -70,6 +72,7 @@ export class GitlabCluster extends pulumi.ComponentResource {
         const cfg = args.config;
         const host = (n: string): HostConfig => cfg.hosts[n]!;
         const connections = new Map<string, HostConnection>();
+        this.hosts = connections;
         const connect = (n: string): HostConnection => {
             let c = connections.get(n);
             if (!c) {

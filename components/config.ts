@@ -412,17 +412,103 @@ const backupSchema = z.strictObject({
     secretsTarget: offHostCopySchema("/srv/gitlab-secrets-backups").optional(),
 });
 
-export const clusterConfigSchema = z.strictObject({
-    hosts: z.record(hostName, hostSchema).refine(h => Object.keys(h).length > 0, "must name at least one host"),
-    ssh: sshSettings.default({}),
-    roles: rolesSchema,
-    gitlab: gitlabSchema,
-    postgres: postgresSchema.default(() => postgresSchema.parse({})),
-    redis: redisSchema.default(() => redisSchema.parse({})),
-    nfs: nfsSchema.default(() => nfsSchema.parse({})),
-    loadBalancer: loadBalancerSchema.default(() => loadBalancerSchema.parse({})),
-    backup: backupSchema.optional(),
-});
+/** What a promotion (`npm run promote`, scripts/promotePlan.ts) does with one top-level key. */
+export type ConfigKeyPromotion =
+    /** Never copied: each stack keeps its own. */
+    | "per-stack"
+    /** Copied from the source stack except these sub-keys, which belong to each stack (a dotted path reaches further in: `omnibus.puma`). */
+    | { readonly except: readonly string[] };
+
+/** One `gitlab-cluster:<key>`: its schema, what it holds, and whether a promotion copies it. */
+export interface ConfigKeySpec {
+    readonly schema: z.ZodType;
+    /** One line, plain text: README.md's configuration reference and Pulumi.yaml's key list show it (tests hold them to it). */
+    readonly description: string;
+    readonly promotion: ConfigKeyPromotion;
+}
+
+/**
+ * Every `gitlab-cluster:<key>`, in the order the schema, errors and docs list them: the one list
+ * of keys. The schema (clusterConfigSchema), CONFIG_KEYS and PROMOTABLE are built from it.
+ * Pulumi.yaml's key list and README.md's key table are text, checked against it
+ * (tests/stacks/projectFile.test.ts, tests/config/configKeys.test.ts): adding a key is an entry
+ * here, and those tests print the lines to paste. Whether a key is required is the schema's say
+ * (no default, not optional). Every key holds a map (readFlatConfig refuses anything else).
+ *
+ * Promotion: where each environment is reached and where it keeps its data stay per stack (dev
+ * runs on one laptop with other paths and ports; those must not travel to staging or prod), and
+ * so does every `secure:` value and every other namespace. gitlab.omnibus promotes like
+ * gitlab.rails (SMTP, LDAP, OmniAuth, registry, monitoring are proven in staging first), except
+ * Puma's and Sidekiq's sizing, which fits each stack's own hosts.
+ */
+export const CONFIG_KEY_TABLE = {
+    hosts: {
+        schema: z.record(hostName, hostSchema).refine(h => Object.keys(h).length > 0, "must name at least one host"),
+        description: "the machines, by name: address, local or over SSH (overriding ssh), sudo, Docker's bridge range",
+        promotion: "per-stack",
+    },
+    ssh: {
+        schema: sshSettings.default({}),
+        description: "SSH defaults for every host: user, port, the key (privateKey, a secret, or useAgent), host key",
+        promotion: "per-stack",
+    },
+    roles: {
+        schema: rolesSchema,
+        description: "which host runs what: redis, postgres, gitlab (migration node first), nfsServer, loadBalancer",
+        promotion: "per-stack",
+    },
+    gitlab: {
+        schema: gitlabSchema,
+        description: "the GitLab nodes: pinned Omnibus image, external URL, data directory, SSH port, readiness wait, gitlab.rb settings",
+        promotion: { except: ["externalUrl", "dataRoot", "nodeSshPort", "omnibus.puma", "omnibus.sidekiq"] },
+    },
+    postgres: {
+        schema: postgresSchema.default(() => postgresSchema.parse({})),
+        description: "PostgreSQL: image, port, database, role, data directory, connection sizing",
+        promotion: { except: ["dataRoot", "port"] },
+    },
+    redis: {
+        schema: redisSchema.default(() => redisSchema.parse({})),
+        description: "Redis: image, port, data directory",
+        promotion: { except: ["dataRoot", "port"] },
+    },
+    nfs: {
+        schema: nfsSchema.default(() => nfsSchema.parse({})),
+        description: "the NFS share of Git data between the GitLab hosts: exported path, mount options",
+        promotion: { except: ["path"] },
+    },
+    loadBalancer: {
+        schema: loadBalancerSchema.default(() => loadBalancerSchema.parse({})),
+        description: "nginx in front: image, listen address, ports, TLS, proxy timeouts, config directory",
+        promotion: { except: ["tls", "listenAddress", "httpPort", "httpsPort", "sshPort", "configRoot"] },
+    },
+    backup: {
+        schema: backupSchema.optional(),
+        description: "scheduled backups (none when unset): node, schedule, retention, off-host copies",
+        promotion: { except: ["node", "target", "secretsTarget"] },
+    },
+} as const satisfies Readonly<Record<string, ConfigKeySpec>>;
+
+export type ConfigKey = keyof typeof CONFIG_KEY_TABLE;
+type ConfigKeyTable = typeof CONFIG_KEY_TABLE;
+
+/** The keys the program reads, in the table's order. */
+export const CONFIG_KEYS: readonly ConfigKey[] = Object.keys(CONFIG_KEY_TABLE) as ConfigKey[];
+
+/**
+ * The settings a promotion copies: each promoted key, minus the sub-keys that belong to one stack
+ * (a dotted path reaches further in: `omnibus.puma`). Keys absent here are never promoted.
+ */
+export const PROMOTABLE: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+    CONFIG_KEYS.flatMap(key => {
+        const promotion: ConfigKeyPromotion = CONFIG_KEY_TABLE[key].promotion;
+        return promotion === "per-stack" ? [] : [[key, promotion.except]];
+    }));
+
+/** The top-level object: each key's schema, with its own types (a mapped type, so z.infer sees each one). */
+const topLevelShape = Object.fromEntries(CONFIG_KEYS.map(key => [key, CONFIG_KEY_TABLE[key].schema])) as { -readonly [K in ConfigKey]: ConfigKeyTable[K]["schema"] };
+
+export const clusterConfigSchema = z.strictObject(topLevelShape);
 
 export type ClusterConfigInput = z.input<typeof clusterConfigSchema>;
 type ParsedConfig = z.output<typeof clusterConfigSchema>;
@@ -768,8 +854,6 @@ function layoutProblems(cfg: ParsedConfig, hosts: Readonly<Record<string, HostCo
     }
     return problems;
 }
-
-export const CONFIG_KEYS = ["hosts", "ssh", "roles", "gitlab", "postgres", "redis", "nfs", "loadBalancer", "backup"] as const;
 
 /**
  * Reads the flat `gitlab-cluster:<key>` map Pulumi hands a program (object values as JSON

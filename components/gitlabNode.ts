@@ -7,7 +7,7 @@ import { gitlabRelease } from "./config";
 import type { HostCommand, HostConnection } from "./host";
 import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
 import { GITLAB_SHARED_DIRECTORIES, SHARE_SENTINEL, SHARE_SENTINEL_IN_CONTAINER, shareGuardEntrypoint } from "./render/nfs";
-import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeFileScript, writeIdentityScript } from "./render/scripts";
+import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeIdentityScript } from "./render/scripts";
 import { postDeployMigrationsScript, SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV, upgradePreflightScript } from "./render/upgrade";
 import { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS } from "./upgradePath";
 
@@ -73,7 +73,7 @@ export class GitlabNode extends pulumi.ComponentResource {
         const configDir = `${args.dataRoot}/config`;
         const gitlabRb = pulumi.secret(args.gitlabRb);
         this.configPush = args.host.run(`${name}-gitlab-rb`, {
-            create: writeFileScript({ path: `${configDir}/gitlab.rb`, mode: "0600" }),
+            writes: { path: `${configDir}/gitlab.rb`, mode: "0600" },
             stdin: gitlabRb,
         }, { parent: this });
         if (args.migrationNode) {
@@ -150,7 +150,7 @@ export class GitlabNode extends pulumi.ComponentResource {
         const gitlabRbHash = pulumi.unsecret(gitlabRb.apply(text => createHash("sha256").update(text).digest("hex")));
         this.rollout = args.host.run(`${name}-rollout`, {
             create: `echo "${this.containerName}: gitlab.rb applied by the container's first start"`,
-            update: gitlabRbHash.apply(hash => reconfigureScript(this.containerName, args.readinessTimeoutSeconds).replace("set -eu\n", `set -eu\n# gitlab.rb sha256 ${hash}\n`)),
+            update: gitlabRbHash.apply(hash => reconfigureScript(this.containerName, args.readinessTimeoutSeconds, `gitlab.rb sha256 ${hash}`)),
         }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
         if (args.migrationNode) {
             // Read again whenever the container is new (a new image may add a secret): the other

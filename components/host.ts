@@ -5,15 +5,22 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import type { HostConfig } from "./config";
 import { shellQuote } from "./render/quote";
+import { writeFileScript, type FileSpec } from "./render/scripts";
 import { SSH_KEY_FILE_ENV, sshKeyFileCreateScript, sshKeyFileDeleteScript } from "./render/sshKeyFile";
+import { sshFilePaths } from "./sshFiles";
+
+// The SSH files' paths are in a module of their own (no Pulumi in it): `npm run ops` reads them too.
+export { sshFilePaths, sshFilesDir } from "./sshFiles";
 
 /** What a remote or local command runs. Scripts are POSIX sh; secrets go in `stdin` only. */
 export interface HostCommandArgs {
-    readonly create: pulumi.Input<string>;
+    /** The script; for a command with `writes`, what runs after the file changed (e.g. a reload). */
+    readonly create?: pulumi.Input<string>;
+    /** The command writes stdin to this file (atomically, with this mode and owner); `create` then runs if it changed. */
+    readonly writes?: FileSpec;
     readonly update?: pulumi.Input<string>;
     readonly delete?: pulumi.Input<string>;
     readonly stdin?: pulumi.Input<string>;
@@ -23,21 +30,14 @@ export interface HostCommandArgs {
     readonly secretStdout?: boolean;
 }
 
+/** What the program knows of a command it made, kept as data for the review tree (`npm run render`). */
+export interface HostCommandFacts {
+    readonly host: string;
+    readonly writes?: FileSpec;
+}
+
 export interface HostCommand extends pulumi.CustomResource {
     readonly stdout: pulumi.Output<string>;
-}
-
-/**
- * The directory holding the per-host key and known_hosts files that the Docker provider's
- * `ssh` client reads (it cannot take key contents). Override with GITLAB_CLUSTER_KEY_DIR.
- */
-export function sshFilesDir(stack: string): string {
-    return process.env.GITLAB_CLUSTER_KEY_DIR ?? path.join(os.homedir(), ".ssh", "gitlab-cluster", stack);
-}
-
-/** The files, per host, that the ssh client reads: the program writes them, `npm run ops` reads them. */
-export function sshFilePaths(filesDir: string, hostName: string): { readonly key: string; readonly knownHosts: string } {
-    return { key: path.join(filesDir, `${hostName}.key`), knownHosts: path.join(filesDir, `${hostName}.known_hosts`) };
 }
 
 /** A known_hosts line for the host's pinned key. */
@@ -130,9 +130,15 @@ export function commandConnection(host: HostConfig): command.types.input.remote.
     };
 }
 
+/** The host name under which the review tree shows what runs where `pulumi up` runs. */
+export const PULUMI_MACHINE = "local";
+
 /** One host of the cluster as the components see it. */
 export class HostConnection {
     readonly provider: docker.Provider;
+
+    /** Every command made on this host, by resource name. */
+    readonly commands = new Map<string, HostCommandFacts>();
 
     constructor(readonly config: HostConfig, parent: pulumi.Resource, clusterName: string, filesDir: string) {
         if (!config.local && config.ssh.hostKey === undefined) {
@@ -146,7 +152,10 @@ export class HostConnection {
         let keyFileOwner: command.local.Command | undefined;
         if (!config.local && config.ssh.privateKey !== undefined) {
             const keyFile = sshFilePaths(filesDir, config.name).key;
-            keyFileOwner = new command.local.Command(`${clusterName}-${config.name}-ssh-key`, {
+            const keyFileName = `${clusterName}-${config.name}-ssh-key`;
+            // It runs where `pulumi up` runs, not on this host.
+            this.commands.set(keyFileName, { host: PULUMI_MACHINE });
+            keyFileOwner = new command.local.Command(keyFileName, {
                 create: sshKeyFileCreateScript(),
                 delete: sshKeyFileDeleteScript(),
                 environment: { [SSH_KEY_FILE_ENV]: keyFile },
@@ -174,8 +183,14 @@ export class HostConnection {
         // With sudo the script is one quoted argument; its stdin (secrets) still flows through.
         const wrap = (script: pulumi.Input<string> | undefined) => script === undefined || !this.config.sudo
             ? script : pulumi.output(script).apply(text => `sudo -n sh -c ${shellQuote(text)}`);
+        if (args.create === undefined && args.writes === undefined) throw new Error(`command ${name}: neither create nor writes`);
+        const writes = args.writes;
+        const create = writes === undefined ? args.create!
+            : args.create === undefined || typeof args.create === "string" ? writeFileScript(writes, args.create)
+                : pulumi.output(args.create).apply(then => writeFileScript(writes, then));
+        this.commands.set(name, { host: this.name, ...(args.writes ? { writes: args.writes } : {}) });
         const common = {
-            create: wrap(args.create),
+            create: wrap(create),
             update: wrap(args.update),
             delete: wrap(args.delete),
             stdin: args.stdin === undefined ? undefined : pulumi.secret(args.stdin),

@@ -2,10 +2,9 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { createHash } from "node:crypto";
+import { pinnedContainer } from "./blocks";
 import type { HostConnection } from "./host";
-import { installTlsPairScript, renderNginxConf, TLS_FILES, type NginxUpstreamNode } from "./render/nginxConf";
-import { shellQuote } from "./render/quote";
-import { whenContainerExists, writeFileScript } from "./render/scripts";
+import { installTlsPairScript, nginxReloadScript, renderNginxConf, TLS_FILES, type NginxUpstreamNode } from "./render/nginxConf";
 
 const CONFIG_DIR = "/etc/nginx/gitlab-cluster";
 const HEALTH_PORT = 8081;
@@ -46,7 +45,6 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
         // No args to super: they hold the host connection, whose SSH key must not enter state as a plain input.
         super("gitlab-cluster:loadbalancer:NginxLoadBalancer", name, {}, opts);
         const containerName = name;
-        const c = shellQuote(containerName);
         this.nginxConf = renderNginxConf({
             serverName: args.serverName,
             nodes: args.nodes,
@@ -59,8 +57,7 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
             healthPort: HEALTH_PORT,
             nginxVersion: nginxImageVersion(args.image),
         });
-        // A changed config is tested inside the running container before nginx reloads it.
-        const reload = whenContainerExists(containerName, `docker exec ${c} nginx -t -q -c ${CONFIG_DIR}/nginx.conf && docker exec ${c} nginx -s reload -c ${CONFIG_DIR}/nginx.conf && echo "nginx reloaded"`);
+        const reload = nginxReloadScript(containerName, `${CONFIG_DIR}/nginx.conf`);
         const files: pulumi.Resource[] = [];
         if (args.tls) {
             // The certificate and the key are staged beside the live pair (in `new/`); one step then
@@ -68,11 +65,11 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
             // mismatched pair stops the update and nginx keeps serving the old one.
             const tlsDir = `${args.configRoot}/tls`;
             const certificate = args.host.run(`${name}-tls-certificate`, {
-                create: writeFileScript({ path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.certificate}`, mode: "0644" }),
+                writes: { path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.certificate}`, mode: "0644" },
                 stdin: args.tls.certificate,
             }, { parent: this });
             const key = args.host.run(`${name}-tls-key`, {
-                create: writeFileScript({ path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.key}`, mode: "0600" }),
+                writes: { path: `${tlsDir}/${TLS_FILES.stagingDir}/${TLS_FILES.key}`, mode: "0600" },
                 stdin: pulumi.secret(args.tls.privateKey),
             }, { parent: this });
             const digest = pulumi.unsecret(pulumi.all([args.tls.certificate, args.tls.privateKey])
@@ -83,26 +80,27 @@ export class NginxLoadBalancer extends pulumi.ComponentResource {
             }, { parent: this, dependsOn: [certificate, key] }));
         }
         files.push(args.host.run(`${name}-config`, {
-            create: writeFileScript({ path: `${args.configRoot}/nginx.conf`, mode: "0644" }, reload),
+            writes: { path: `${args.configRoot}/nginx.conf`, mode: "0644" }, create: reload,
             stdin: this.nginxConf,
         }, { parent: this, dependsOn: files.slice() }));
-        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
         const ports: docker.types.input.ContainerPort[] = [
             { internal: args.httpPort, external: args.httpPort, ip: args.listenAddress },
             { internal: args.sshPort, external: args.sshPort, ip: args.listenAddress },
             ...(args.tls ? [{ internal: args.httpsPort, external: args.httpsPort, ip: args.listenAddress }] : []),
         ];
-        this.container = new docker.Container(name, {
-            name: containerName,
-            image: image.imageId,
-            command: ["nginx", "-c", `${CONFIG_DIR}/nginx.conf`, "-g", "daemon off;"],
-            restart: "unless-stopped",
-            ports,
-            volumes: [{ hostPath: args.configRoot, containerPath: CONFIG_DIR, readOnly: true }],
-            healthcheck: { tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${HEALTH_PORT}/nginx-health`], interval: "10s", timeout: "5s", retries: 3, startPeriod: "5s" },
-            wait: true,
-            waitTimeout: 60,
-        }, args.host.dockerOpts(this, { dependsOn: [...files, ...(args.startAfter ?? [])], deleteBeforeReplace: true }));
+        ({ container: this.container } = pinnedContainer(args.host, containerName, {
+            image: args.image,
+            startAfter: [...files, ...(args.startAfter ?? [])],
+            container: {
+                command: ["nginx", "-c", `${CONFIG_DIR}/nginx.conf`, "-g", "daemon off;"],
+                restart: "unless-stopped",
+                ports,
+                volumes: [{ hostPath: args.configRoot, containerPath: CONFIG_DIR, readOnly: true }],
+                healthcheck: { tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${HEALTH_PORT}/nginx-health`], interval: "10s", timeout: "5s", retries: 3, startPeriod: "5s" },
+                wait: true,
+                waitTimeout: 60,
+            },
+        }, this));
         this.registerOutputs({ nginxConf: this.nginxConf });
     }
 }

@@ -3,11 +3,12 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
+import { hostFirewall, pinnedContainer } from "./blocks";
 import type { HostConnection } from "./host";
-import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { postgresCommand, postgresConnectionDemand, postgresMajorCheckScript, postgresMaxConnections, postgresServerArgs, renderGitlabRoleSql, renderPgHba, type RailsNodeDatabaseClients } from "./render/postgres";
-import { shellQuote } from "./render/quote";
-import { whenContainerExists, writeFileScript } from "./render/scripts";
+import {
+    postgresCommand, postgresConnectionDemand, postgresMajorCheckScript, postgresMaxConnections, postgresReloadScript, postgresServerArgs,
+    postgresSqlFromStdinScript, renderGitlabRoleSql, renderPgHba, type RailsNodeDatabaseClients,
+} from "./render/postgres";
 
 /** UID of the `postgres` user in the official Debian-based image. */
 const POSTGRES_IMAGE_UID = "999:999";
@@ -36,6 +37,16 @@ export interface PostgresNodeArgs {
     readonly maxConnections?: number;
 }
 
+/** What a GitLab node needs to reach its database. */
+export interface PostgresEndpoint {
+    readonly host: string;
+    readonly port: number;
+    readonly name: string;
+    readonly user: string;
+    /** The role's generated password (secret). */
+    readonly password: pulumi.Output<string>;
+}
+
 export class PostgresNode extends pulumi.ComponentResource {
     /** The `gitlab` role's generated password (secret). */
     readonly password: pulumi.Output<string>;
@@ -43,6 +54,7 @@ export class PostgresNode extends pulumi.ComponentResource {
     readonly port: number;
     readonly database: string;
     readonly user: string;
+    readonly endpoint: PostgresEndpoint;
     /** The server's max_connections: derived from the GitLab nodes, or the configured override. */
     readonly maxConnections: number;
     readonly container: docker.Container;
@@ -62,52 +74,47 @@ export class PostgresNode extends pulumi.ComponentResource {
         this.password = pulumi.secret(new random.RandomPassword(`${name}-password`, { length: 40, special: false }, { parent: this }).result);
         const superuserPassword = pulumi.secret(new random.RandomPassword(`${name}-superuser-password`, { length: 40, special: false }, { parent: this }).result);
         const superuserFile = args.host.run(`${name}-superuser-password`, {
-            create: writeFileScript({ path: `${args.dataRoot}/secrets/superuser-password`, mode: "0600", owner: POSTGRES_IMAGE_UID }),
+            writes: { path: `${args.dataRoot}/secrets/superuser-password`, mode: "0600", owner: POSTGRES_IMAGE_UID },
             stdin: superuserPassword,
         }, { parent: this });
-        const reload = whenContainerExists(containerName, `docker exec -u postgres ${shellQuote(containerName)} psql -X -qAt -c 'SELECT pg_reload_conf()' >/dev/null && echo "reloaded pg_hba.conf"`);
         const hba = args.host.run(`${name}-hba`, {
-            create: writeFileScript({ path: `${args.dataRoot}/conf/pg_hba.conf`, mode: "0644" }, reload),
+            writes: { path: `${args.dataRoot}/conf/pg_hba.conf`, mode: "0644" }, create: postgresReloadScript(containerName),
             stdin: renderPgHba({ database: args.database, user: args.user, clientRanges: args.clientRanges }),
         }, { parent: this });
-        const beforeStart: pulumi.Resource[] = [superuserFile, hba];
-        if (!args.host.config.local) {
-            const firewall: FirewallInput = {
-                service: "postgres", address: args.host.address, port: args.port, containerPort: CONTAINER_PORT,
-                bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.clientRanges,
-            };
-            beforeStart.push(args.host.run(`${name}-firewall`, { create: installFirewallScript(firewall), delete: removeFirewallScript(firewall) }, { parent: this }));
-        }
-        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
+        const firewall = hostFirewall(args.host, `${name}-firewall`, {
+            service: "postgres", port: args.port, containerPort: CONTAINER_PORT, sources: args.clientRanges,
+        }, this);
         const volumeName = `${name}-data`;
-        // A new major cannot start on the volume's data: refuse before the old container is replaced.
-        beforeStart.push(args.host.run(`${name}-major-check`, {
-            create: postgresMajorCheckScript({ volume: volumeName, image: args.image }),
-            triggers: [args.image],
-        }, { parent: this, dependsOn: [image] }));
         const volume = new docker.Volume(`${name}-data`, { name: volumeName }, args.host.dockerOpts(this, { retainOnDelete: true }));
-        this.container = new docker.Container(name, {
-            name: containerName,
-            image: image.imageId,
-            // The superuser password comes by file, read only while an empty volume is initialised:
-            // the server itself starts without it in its environment (see postgresCommand).
-            command: postgresCommand(postgresServerArgs({ hbaFile: `${HBA_DIR}/pg_hba.conf`, maxConnections: this.maxConnections })),
-            envs: [`POSTGRES_PASSWORD_FILE=${SECRETS_DIR}/superuser-password`, "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
-            restart: "unless-stopped",
-            ports: [{ internal: CONTAINER_PORT, external: args.port, ip: args.host.address }],
-            volumes: [
-                { volumeName: volume.name, containerPath: "/var/lib/postgresql/data" },
-                { hostPath: `${args.dataRoot}/conf`, containerPath: HBA_DIR, readOnly: true },
-                { hostPath: `${args.dataRoot}/secrets`, containerPath: SECRETS_DIR, readOnly: true },
-            ],
-            healthcheck: { tests: ["CMD", "pg_isready", "-h", "/var/run/postgresql", "-U", "postgres"], interval: "10s", timeout: "5s", retries: 10, startPeriod: "30s" },
-            shmSize: 256,
-            wait: true,
-            waitTimeout: 300,
-        }, args.host.dockerOpts(this, { dependsOn: beforeStart, deleteBeforeReplace: true }));
+        ({ container: this.container } = pinnedContainer(args.host, containerName, {
+            image: args.image,
+            startAfter: [superuserFile, hba, ...(firewall ? [firewall] : [])],
+            // A new major cannot start on the volume's data: refuse before the old container is replaced.
+            beforeStart: image => [args.host.run(`${name}-major-check`, {
+                create: postgresMajorCheckScript({ volume: volumeName, image: args.image }),
+                triggers: [args.image],
+            }, { parent: this, dependsOn: [image] })],
+            container: {
+                // The superuser password comes by file, read only while an empty volume is initialised:
+                // the server itself starts without it in its environment (see postgresCommand).
+                command: postgresCommand(postgresServerArgs({ hbaFile: `${HBA_DIR}/pg_hba.conf`, maxConnections: this.maxConnections })),
+                envs: [`POSTGRES_PASSWORD_FILE=${SECRETS_DIR}/superuser-password`, "POSTGRES_HOST_AUTH_METHOD=scram-sha-256"],
+                restart: "unless-stopped",
+                ports: [{ internal: CONTAINER_PORT, external: args.port, ip: args.host.address }],
+                volumes: [
+                    { volumeName: volume.name, containerPath: "/var/lib/postgresql/data" },
+                    { hostPath: `${args.dataRoot}/conf`, containerPath: HBA_DIR, readOnly: true },
+                    { hostPath: `${args.dataRoot}/secrets`, containerPath: SECRETS_DIR, readOnly: true },
+                ],
+                healthcheck: { tests: ["CMD", "pg_isready", "-h", "/var/run/postgresql", "-U", "postgres"], interval: "10s", timeout: "5s", retries: 10, startPeriod: "30s" },
+                shmSize: 256,
+                wait: true,
+                waitTimeout: 300,
+            },
+        }, this));
         // psql reads the SQL, password included, from stdin: it never reaches a command line.
         this.ready = args.host.run(`${name}-gitlab-role`, {
-            create: `docker exec -i -u postgres ${shellQuote(containerName)} psql -X -q -d postgres -f -`,
+            create: postgresSqlFromStdinScript(containerName),
             stdin: this.password.apply(p => renderGitlabRoleSql(args.database, args.user, p)),
             triggers: [this.container.id],
         }, { parent: this, dependsOn: [this.container] });
@@ -115,6 +122,7 @@ export class PostgresNode extends pulumi.ComponentResource {
         this.port = args.port;
         this.database = args.database;
         this.user = args.user;
+        this.endpoint = { host: this.address, port: this.port, name: this.database, user: this.user, password: this.password };
         this.registerOutputs({ password: this.password, address: this.address, port: this.port, maxConnections: this.maxConnections });
     }
 }

@@ -7,14 +7,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
-import { nNodeConfig } from "../tests/fixtures";
 import { classify, REPLACE_SEMANTICS, summarize, type Classified, type Operation } from "./bench/blastRadius";
 import { DURATION_TABLE, durationOf } from "./bench/durations";
 import { criticalPath, shape, stepGraph } from "./bench/graph";
+import { runMain } from "./cli";
 import { evaluate, type RecordedResource } from "./evaluate";
+import { nNodeConfig } from "./lib/exampleConfigs";
 
-// A fixed key directory: the default one holds the process id, which would make two processes' providers differ.
-process.env.GITLAB_CLUSTER_KEY_DIR ??= path.join(os.tmpdir(), "gitlab-cluster-bench-keys");
 const SIZES = [1, 3, 10, 30];
 const RUNS = 5;
 const COMMAND_LINE = "npm run bench   # = tsc -p tsconfig.json && node dist/scripts/bench.js";
@@ -109,8 +108,8 @@ const USAGE = "usage: npm run bench [-- --help]\n\n" +
     "rewrites BENCHMARKS.md in the current directory (keeping its hand-written part after <!-- analysis -->).\n" +
     "Takes a few minutes. --help prints this and does nothing else.\n\nExit codes: 0 done, 1 failed, 2 usage.";
 
-/** The CLI: `--help`, or the whole benchmark (`--child <n>` is its own worker process). */
-export async function runBench(argv: readonly string[]): Promise<number> {
+/** The CLI: `--help`, or the whole benchmark (`--child <n>` is its own worker process); returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
     let values: { help?: boolean; child?: string };
     try {
         ({ values } = parseArgs({ args: [...argv], options: { help: { type: "boolean", short: "h" }, child: { type: "string" } } }));
@@ -122,12 +121,15 @@ export async function runBench(argv: readonly string[]): Promise<number> {
         console.log(USAGE);
         return 0;
     }
+    // A fixed key directory: the default one holds the process id, which would make two processes' providers differ.
+    process.env.GITLAB_CLUSTER_KEY_DIR ??= path.join(os.tmpdir(), "gitlab-cluster-bench-keys");
     if (values.child !== undefined) await child(Number(values.child));
-    else await main();
+    else await runBenchmarks();
     return 0;
 }
 
-async function main(): Promise<void> {
+/** The whole benchmark: printed, and written to BENCHMARKS.md in the current directory. */
+async function runBenchmarks(): Promise<void> {
     const out: string[] = [];
     const say = (line = "") => { out.push(line); console.log(line); };
     say("# Benchmarks");
@@ -313,6 +315,4 @@ async function main(): Promise<void> {
     console.log(`\nwrote ${file}`);
 }
 
-if (require.main === module) {
-    runBench(process.argv.slice(2)).then(code => { process.exitCode = code; }, err => { console.error(err); process.exit(1); });
-}
+runMain(module, main);

@@ -8,6 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { GitlabCluster } from "../components/cluster";
 import { CONFIG_NAMESPACE, loadClusterConfig, type ClusterConfig } from "../components/config";
+import type { HostCommandFacts } from "../components/host";
 
 const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 const SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -38,6 +39,15 @@ export interface Evaluation {
     readonly value: <T>(o: pulumi.Output<T>) => Promise<{ value: T; secret: boolean }>;
     /** The last resource registered with this logical name. */
     readonly byName: (name: string) => RecordedResource;
+    /** What the program recorded as it made the resources: the host each acts on, the file a command writes. */
+    readonly facts: EvaluationFacts;
+}
+
+export interface EvaluationFacts {
+    /** Commands by resource name (from HostConnection.commands). */
+    readonly commands: ReadonlyMap<string, HostCommandFacts>;
+    /** Host names by Docker provider reference (`<urn>::<id>`, as a resource's `provider` holds it). */
+    readonly providerHosts: ReadonlyMap<string, string>;
 }
 
 export interface EvaluateOptions {
@@ -162,5 +172,12 @@ export async function evaluate(rawConfig: Readonly<Record<string, unknown>>, opt
         if (!found) throw new Error(`no resource named ${name}; have: ${resources.map(r => r.name).join(", ")}`);
         return found;
     };
-    return { resources, cluster, config, value, byName };
+    const commands = new Map<string, HostCommandFacts>();
+    const providerHosts = new Map<string, string>();
+    for (const host of cluster.hosts.values()) {
+        for (const [name, facts] of host.commands) commands.set(name, facts);
+        const [urn, id] = await Promise.all([value(host.provider.urn), value(host.provider.id)]);
+        providerHosts.set(`${urn.value}::${id.value}`, host.name);
+    }
+    return { resources, cluster, config, value, byName, facts: { commands, providerHosts } };
 }

@@ -8,8 +8,9 @@ import { createInterface } from "node:readline/promises";
 import { parseArgs } from "node:util";
 import type { OpsInventory } from "../components/cluster";
 import { ConfigError, CONFIG_NAMESPACE, loadClusterConfig } from "../components/config";
-import { sshFilesDir } from "../components/host";
+import { sshFilesDir } from "../components/sshFiles";
 import { shellQuote } from "../components/render/quote";
+import { printLine, runMain } from "./cli";
 import {
     backupIdFromLog, backupNode, backupPlan, cacheClearPlan, checkRestoreVersion, etcBackupsDir, execute, listBackupsScript, OpsError,
     parseBackupId, parseBackupList, preflightPlan, restorePlan, runningVersionScript, runPreflight, unreachableMessage, type HostRef,
@@ -192,11 +193,15 @@ async function confirm(question: string, yes: boolean): Promise<void> {
     if (answer.trim() !== "yes") throw new OpsError("refused: not confirmed", 3);
 }
 
-export async function main(argv: string[], runnerFor: (stack: string) => Runner = s => new ShellRunner(sshFilesDir(s)), log: (l: string) => void = console.log): Promise<number> {
+/**
+ * The CLI; returns the exit code, throws OpsError for a failure the user can act on. Lines go to
+ * `log`: stdout, or stderr once stdout is closed (`| head`), so a restore never dies half way.
+ */
+export async function main(argv: readonly string[], runnerFor: (stack: string) => Runner = s => new ShellRunner(sshFilesDir(s)), log: (l: string) => void = printLine): Promise<number> {
     let parsed;
     try {
         parsed = parseArgs({
-            args: argv, allowPositionals: true,
+            args: [...argv], allowPositionals: true,
             options: {
                 stack: { type: "string" }, outputs: { type: "string" }, yes: { type: "boolean" }, "verify-integrity": { type: "boolean" },
                 help: { type: "boolean", short: "h" },
@@ -266,21 +271,4 @@ export async function main(argv: string[], runnerFor: (stack: string) => Runner 
     }
 }
 
-if (require.main === module) {
-    // `npm run ops -- restore ... | head` closes stdout early: a restore must not die half way for
-    // that. Lines go to stderr instead, so the last one (the cluster's state) is still seen.
-    let stdoutClosed = false;
-    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-        if (e.code !== "EPIPE") throw e;
-        stdoutClosed = true;
-    });
-    const log = (l: string) => { if (stdoutClosed) process.stderr.write(`${l}\n`); else process.stdout.write(`${l}\n`); };
-    main(process.argv.slice(2), undefined, log).then(code => process.exit(code), err => {
-        if (err instanceof OpsError) {
-            console.error(`error: ${err.message}`);
-            process.exit(err.exitCode);
-        }
-        console.error(err);
-        process.exit(1);
-    });
-}
+runMain(module, main);

@@ -3,12 +3,15 @@
 // Pulumi.<from>.yaml to Pulumi.<to>.yaml, prints each effective value old → new and the unified
 // diff; writes the file only with --write, and resets a target-only setting to its default only
 // with --allow-reset. Never touches hosts, roles, ssh, secrets or other namespaces.
-// The logic is in promotePlan.ts; this is the shell around it.
+// The logic is in promotePlan.ts (what moves), promoteUpgrade.ts (what is refused or warned about)
+// and promoteFile.ts (the edit of the target file); promoteDiff.ts shows it. This is the shell.
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { runMain } from "./cli";
 import { unifiedDiff } from "./promoteDiff";
-import { describeChange, promoteStackFile, resets } from "./promotePlan";
+import { promoteStackFile } from "./promoteFile";
+import { describeChange, resets } from "./promotePlan";
 
 const USAGE = "usage: npm run promote -- <from> <to> [--write] [--allow-reset]\n\n" +
     "Makes the promotable settings of Pulumi.<to>.yaml (images, versions, GitLab and tier settings; never hosts, roles,\n" +
@@ -21,8 +24,11 @@ const USAGE = "usage: npm run promote -- <from> <to> [--write] [--allow-reset]\n
     "an upgrade skips a required stop.\n\n" +
     "Exit codes: 0 done (or nothing to do), 1 refused (downgrade, reset without --allow-reset) or failed, 2 usage.";
 
-/** Runs the CLI; returns the exit code. `root` holds the stack files. */
-export function runPromote(argv: readonly string[], root: string, out: (s: string) => void = s => process.stdout.write(s), err: (s: string) => void = s => process.stderr.write(s)): number {
+/** The CLI; returns the exit code. `root` holds the stack files (the project's directory). */
+export async function main(
+    argv: readonly string[], root = path.resolve(__dirname, "..", ".."),
+    out: (s: string) => void = s => process.stdout.write(s), err: (s: string) => void = s => process.stderr.write(s),
+): Promise<number> {
     let parsed;
     try {
         parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { write: { type: "boolean" }, "allow-reset": { type: "boolean" }, help: { type: "boolean", short: "h" } } });
@@ -79,6 +85,4 @@ export function runPromote(argv: readonly string[], root: string, out: (s: strin
     }
 }
 
-if (require.main === module) {
-    process.exitCode = runPromote(process.argv.slice(2), path.resolve(__dirname, "..", ".."));
-}
+runMain(module, main);

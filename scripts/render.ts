@@ -3,13 +3,14 @@
 // and writes every file it would push, per host, under out/<name>/ for review.
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "../components/config";
+import { runMain } from "./cli";
 import { evaluate } from "./evaluate";
 import { readStackFile, renderTree, writeTree } from "./renderStack";
 
 const USAGE = "usage: npm run render -- --stack <name> [--out DIR]\n\nWrites what the program would push to each host under out/<name>/ (secrets appear as placeholders).\n\n" +
     "Exit codes: 0 written, 1 the stack's configuration is invalid or unreadable, 2 usage.";
 
+/** The CLI; returns the exit code. An invalid stack file throws ConfigError (exit 1). */
 export async function main(argv: readonly string[]): Promise<number> {
     let values: { stack?: string; out?: string; help?: boolean };
     try {
@@ -38,13 +39,4 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
 }
 
-if (require.main === module) {
-    main(process.argv.slice(2)).then(code => process.exit(code), err => {
-        if (err instanceof ConfigError) {
-            console.error(`error: ${err.message}`);
-            process.exit(1);
-        }
-        console.error(err);
-        process.exit(1);
-    });
-}
+runMain(module, main);

@@ -8,7 +8,6 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
 import { CONFIG_NAMESPACE } from "../components/config";
-import { FILE_MARK } from "../components/render/scripts";
 import type { Evaluation, RecordedResource } from "./evaluate";
 
 export interface ManifestCommand {
@@ -43,22 +42,10 @@ function nameOf(urn: string): string {
     return urn.split("::").pop() ?? urn;
 }
 
-/** The host a recorded resource acts on: by its SSH address, its Docker provider, or the local host. */
+/** The host a recorded resource acts on, as the program recorded it; "cluster" for what belongs to no host. */
 function hostResolver(evaluation: Evaluation): (r: RecordedResource) => string {
-    const hosts = Object.values(evaluation.config.hosts);
-    const byAddress = new Map(hosts.map(h => [h.address, h.name]));
-    const localHost = hosts.find(h => h.local)?.name ?? "local";
-    const byProvider = new Map<string, string>();
-    for (const r of evaluation.resources.filter(x => x.type === "pulumi:providers:docker")) {
-        const host = hosts.find(h => r.name.endsWith(`-${h.name}-docker`));
-        if (host) byProvider.set(`${r.urn}::${r.name}-id`, host.name);
-    }
-    return r => {
-        if (r.type === "command:local:Command") return localHost;
-        const connection = r.inputs.connection as { host?: string } | undefined;
-        if (connection?.host !== undefined) return byAddress.get(connection.host) ?? connection.host;
-        return byProvider.get(r.provider) ?? "cluster";
-    };
+    const { commands, providerHosts } = evaluation.facts;
+    return r => commands.get(r.name)?.host ?? providerHosts.get(r.provider) ?? "cluster";
 }
 
 /**
@@ -82,15 +69,13 @@ export function buildManifest(evaluation: Evaluation): Manifest {
     for (const r of evaluation.resources) {
         const dependsOn = r.dependencies.map(nameOf);
         if (COMMAND_TYPES.has(r.type)) {
-            const create = r.inputs.create as string | undefined;
-            const mark = create?.split("\n").find(l => l.startsWith(FILE_MARK));
-            const [filePath, , mode] = mark?.slice(FILE_MARK.length).trim().split(" ") ?? [];
+            const writes = evaluation.facts.commands.get(r.name)?.writes;
             commands.push({
-                resource: r.name, host: hostOf(r), create,
+                resource: r.name, host: hostOf(r), create: r.inputs.create as string | undefined,
                 update: r.inputs.update as string | undefined,
                 delete: r.inputs.delete as string | undefined,
                 stdin: r.inputs.stdin as string | undefined,
-                writes: filePath !== undefined && mode !== undefined ? { path: filePath, mode } : undefined,
+                writes: writes === undefined ? undefined : { path: writes.path, mode: writes.mode },
                 secretStdin: r.secretInputs.includes("stdin"),
                 dependsOn,
             });

@@ -1,6 +1,7 @@
 // nginx.conf for the load balancer: HTTP(S) to the GitLab nodes' port 80, git-over-SSH as TCP;
 // and the script that puts a new TLS certificate and key in place only as a matching pair.
 import { nginxString, shellQuote } from "./quote";
+import { whenContainerExists } from "./scripts";
 
 export interface NginxUpstreamNode {
     readonly name: string;
@@ -278,4 +279,10 @@ if [ "$new_cert" != ${cert} ]; then mv -f ${stagingDir}/${cert} ${cert}; fi
 echo "TLS certificate and key installed in ${dir}"
 ${input.then ?? ""}
 `.replace(/\n*$/, "\n");
+}
+
+/** After a config or TLS change: the new config is tested inside the running container before nginx reloads it. */
+export function nginxReloadScript(container: string, configFile: string): string {
+    const c = shellQuote(container);
+    return whenContainerExists(container, `docker exec ${c} nginx -t -q -c ${configFile} && docker exec ${c} nginx -s reload -c ${configFile} && echo "nginx reloaded"`);
 }

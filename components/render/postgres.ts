@@ -1,5 +1,6 @@
 // PostgreSQL access rules and the idempotent SQL that creates GitLab's role, database and extensions.
 import { shellQuote, sqlIdentifier, sqlString } from "./quote";
+import { whenContainerExists } from "./scripts";
 
 export interface PgHbaInput {
     readonly database: string;
@@ -252,4 +253,14 @@ export function postgresMajorCheckScript(input: PostgresMajorCheckInput): string
         `echo "PostgreSQL $found data, image PostgreSQL $major: same major"`,
         "",
     ].join("\n");
+}
+
+/** After pg_hba.conf changed: the running server reloads it (no restart, no dropped connections). */
+export function postgresReloadScript(container: string): string {
+    return whenContainerExists(container, `docker exec -u postgres ${shellQuote(container)} psql -X -qAt -c 'SELECT pg_reload_conf()' >/dev/null && echo "reloaded pg_hba.conf"`);
+}
+
+/** Runs the SQL on stdin as the superuser over the container's socket: a password in it never reaches a command line. */
+export function postgresSqlFromStdinScript(container: string): string {
+    return `docker exec -i -u postgres ${shellQuote(container)} psql -X -q -d postgres -f -`;
 }

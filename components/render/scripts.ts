@@ -160,27 +160,48 @@ echo "unmounted ${mountPath}"
 `;
 }
 
+/** How a wait loop asks a container whether it is ready: a host command, and what to call it in messages. */
+export interface ReadinessProbe {
+    /** Exits 0 when ready; run on the host, its stderr discarded. */
+    readonly command: string;
+    /** Named in progress and failure lines: "did not answer <what>". */
+    readonly what: string;
+}
+
 /**
- * Polls GitLab's /-/readiness from inside the container (so the caller is 127.0.0.1, which the
- * monitoring allowlist admits) until it answers 200, printing progress; fails after the timeout.
+ * GitLab's /-/readiness, polled from inside the container (so the caller is 127.0.0.1, which the
+ * monitoring allowlist admits).
  */
-export function waitForReadinessScript(container: string, timeoutSeconds: number): string {
+export function gitlabReadinessProbe(container: string): ReadinessProbe {
+    return { command: `docker exec ${shellQuote(container)} curl -fsS --max-time 10 -o /dev/null http://127.0.0.1/-/readiness`, what: "/-/readiness" };
+}
+
+/**
+ * A Gitaly-only node has no HTTP endpoint: its runit service must be up (`gitlab-ctl status`
+ * exits non-zero for a service that is down). Whether the GitLab nodes reach it shows on their
+ * side: GitLab's `/-/readiness?all=1` includes a Gitaly check per storage.
+ */
+export function gitalyReadinessProbe(container: string): ReadinessProbe {
+    return { command: `docker exec ${shellQuote(container)} gitlab-ctl status gitaly >/dev/null`, what: "gitlab-ctl status gitaly" };
+}
+
+function waitLoop(container: string, timeoutSeconds: number, probe: ReadinessProbe): string {
     const c = shellQuote(container);
-    return `${HEADER}deadline=$(( $(date +%s) + ${timeoutSeconds} ))
+    return `deadline=$(( $(date +%s) + ${timeoutSeconds} ))
 last=0
 while :; do
-    if docker exec ${c} curl -fsS --max-time 10 -o /dev/null http://127.0.0.1/-/readiness 2>/dev/null; then
+    if ${probe.command} 2>/dev/null; then
         echo "${container} is ready"
         exit 0
     fi
     now=$(date +%s)
     if [ "$now" -ge "$deadline" ]; then
-        echo "${container} did not answer /-/readiness within ${timeoutSeconds}s; see: docker logs ${container}" >&2
+        echo "${container} did not answer ${probe.what} within ${timeoutSeconds}s; see: docker logs ${container}" >&2
         docker ps -a --filter name=${c} --format '{{.Names}}: {{.Status}}' >&2 || true
         exit 1
     fi
     if [ $(( now - last )) -ge 30 ]; then
-        echo "waiting for ${container} /-/readiness ($(( deadline - now ))s left)"
+        echo "waiting for ${container} ${probe.what} ($(( deadline - now ))s left)"
         last=$now
     fi
     sleep 5
@@ -188,11 +209,25 @@ done
 `;
 }
 
-/** Applies a pushed gitlab.rb to a running node, then waits for it to be ready again. */
-export function reconfigureScript(container: string, timeoutSeconds: number): string {
-    return `${HEADER}echo "reconfiguring ${container}"
+/** Polls the probe (GitLab's /-/readiness by default) until it succeeds, printing progress; fails after the timeout. */
+export function waitForReadinessScript(container: string, timeoutSeconds: number, probe = gitlabReadinessProbe(container)): string {
+    return `${HEADER}${waitLoop(container, timeoutSeconds, probe)}`;
+}
+
+/**
+ * Applies a pushed gitlab.rb to a running node, then waits for it to be ready again. `revision`
+ * (e.g. the file's digest) is written as a comment: a new one changes the script, which is what
+ * makes the command provider run it as an update.
+ */
+export function reconfigureScript(container: string, timeoutSeconds: number, revision?: string, probe = gitlabReadinessProbe(container)): string {
+    return `${HEADER}${revision === undefined ? "" : `# ${revision.replace(/\n/g, " ")}\n`}echo "reconfiguring ${container}"
 docker exec ${shellQuote(container)} gitlab-ctl reconfigure
-${waitForReadinessScript(container, timeoutSeconds).replace(HEADER, "")}`;
+${waitLoop(container, timeoutSeconds, probe)}`;
+}
+
+/** A rollout's create step: the container's first start applied gitlab.rb, there is nothing to do. */
+export function firstStartAppliesScript(container: string): string {
+    return `echo "${container.replace(/["$`\\]/g, "")}: gitlab.rb applied by the container's first start"`;
 }
 
 /** Files of /etc/gitlab that every node must share, as GitLab's HA docs require. */
@@ -295,4 +330,9 @@ export function whenContainerExists(container: string, command: string): string 
 /** Restarts a container when it exists (used after a config file it reads at start changed). */
 export function restartIfRunningScript(container: string): string {
     return whenContainerExists(container, `docker restart ${shellQuote(container)} >/dev/null && echo "restarted ${container}"`);
+}
+
+/** Removes a file the program wrote (a delete step). */
+export function removeFileCommand(path: string): string {
+    return `rm -f ${shellQuote(path)}`;
 }

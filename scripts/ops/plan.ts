@@ -7,6 +7,7 @@ import {
 import { shellQuote } from "../../components/render/quote";
 import { GITLAB_RAILS_DIR, GITLAB_VERSION_FILE } from "../../components/render/upgrade";
 import { readIdentityScript, waitForReadinessScript, writeIdentityScript } from "../../components/render/scripts";
+import { CliError } from "../cli";
 
 export type HostRef = { readonly name: string; readonly address: string; readonly ssh: OpsInventory["nodes"][number]["ssh"] };
 
@@ -42,9 +43,10 @@ export function unreachableMessage(host: HostRef, why: string): string {
     return `could not reach ${host.name} (${host.ssh.user}@${host.address}, port ${host.ssh.port}) over SSH: ${why}`;
 }
 
-export class OpsError extends Error {
-    constructor(message: string, readonly exitCode: number) {
-        super(message);
+/** An ops failure: the CLI prints its message (no stack) and exits with its code. */
+export class OpsError extends CliError {
+    constructor(message: string, exitCode: number) {
+        super(message, exitCode);
         this.name = "OpsError";
     }
 }

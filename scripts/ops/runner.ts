@@ -2,7 +2,7 @@
 // using the same key file and known_hosts file the program writes for the Docker provider.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import { sshFilePaths } from "../../components/host";
+import { sshFilePaths } from "../../components/sshFiles";
 import { shellQuote } from "../../components/render/quote";
 import type { HostRef, OutputSink, RunResult, Runner } from "./plan";
 

@@ -1,5 +1,7 @@
 // Every command-line tool answers --help with its usage and exit codes, and does nothing else:
 // no benchmark run, no file written (issue 16, item 10). Each runs as `npm run <x>` would run it.
+// And every one has the same shape (issue 13, item 6; scripts/cli.ts): it exports
+// `main(argv): Promise<number>`, runs nothing on import, and ends with `runMain(module, main)`.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -10,6 +12,7 @@ import { describe, it } from "node:test";
 const scripts = path.resolve(__dirname, "..", "..", "scripts");
 const repo = path.resolve(__dirname, "..", "..", "..");
 const CLIS = ["bench", "ops", "promote", "render"];
+const RUNNER = /^\(0, cli_1\.runMain\)\(module, main\);$/m; // `runMain(module, main);` as tsc emits it
 
 /** Every file under dir with its modification time. */
 function snapshot(dir: string): Map<string, number> {
@@ -22,9 +25,29 @@ function snapshot(dir: string): Map<string, number> {
 
 describe("every CLI answers --help without side effects", () => {
     it("scripts/ holds exactly these CLIs (a new one gets a row here)", () => {
-        const mains = fs.readdirSync(scripts).filter(f => f.endsWith(".js") && /require\.main === module/.test(fs.readFileSync(path.join(scripts, f), "utf8")));
+        const mains = fs.readdirSync(scripts).filter(f => f.endsWith(".js") && RUNNER.test(fs.readFileSync(path.join(scripts, f), "utf8")));
         assert.deepEqual(mains.map(f => f.replace(/\.js$/, "")).sort(), CLIS);
     });
+
+    it("only scripts/cli.ts decides whether a module is the program (no CLI of its own shape)", () => {
+        const files = fs.readdirSync(scripts, { recursive: true, encoding: "utf8" }).filter(f => f.endsWith(".js"));
+        const own = files.filter(f => f !== "cli.js" && /require\.main/.test(fs.readFileSync(path.join(scripts, f), "utf8")));
+        assert.deepEqual(own, []);
+    });
+
+    for (const cli of CLIS) {
+        it(`${cli}: importing it runs nothing, loads nothing from tests/, and it exports main(argv)`, () => {
+            const cwd = fs.mkdtempSync(path.join(os.tmpdir(), `import-${cli}-`));
+            const probe = `const m = require(${JSON.stringify(path.join(scripts, `${cli}.js`))});
+const tests = Object.keys(require.cache).filter(f => f.startsWith(${JSON.stringify(path.join(scripts, "..", "tests") + path.sep)}));
+process.stdout.write(JSON.stringify({ main: typeof m.main, arity: m.main.length, tests }));`;
+            const r = spawnSync(process.execPath, ["-e", probe], { cwd, encoding: "utf8", timeout: 90_000 });
+            assert.equal(r.status, 0, r.stderr);
+            assert.equal(r.stderr, "");
+            assert.deepEqual(JSON.parse(r.stdout), { main: "function", arity: 1, tests: [] });
+            assert.deepEqual(fs.readdirSync(cwd), [], "nothing written in the working directory");
+        });
+    }
 
     for (const cli of CLIS) {
         for (const flag of ["--help", "-h"]) {

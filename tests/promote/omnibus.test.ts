@@ -5,7 +5,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseDocument } from "yaml";
-import { planPromotion, promoteStackFile } from "../../scripts/promotePlan";
+import { promoteStackFile } from "../../scripts/promoteFile";
+import { planPromotion } from "../../scripts/promotePlan";
 
 const root = path.resolve(__dirname, "..", "..", "..");
 const realStaging = fs.readFileSync(path.join(root, "Pulumi.staging.yaml"), "utf8");

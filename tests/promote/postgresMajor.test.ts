@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { checkPostgresMajor, promoteStackFile, PromotionRefused } from "../../scripts/promotePlan";
+import { promoteStackFile, PromotionRefused } from "../../scripts/promoteFile";
+import { checkPostgresMajor } from "../../scripts/promoteUpgrade";
 
 const root = path.resolve(__dirname, "..", "..", "..");
 const staging = fs.readFileSync(path.join(root, "Pulumi.staging.yaml"), "utf8");

@@ -5,11 +5,11 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parseDocument } from "yaml";
-import { runPromote } from "../../scripts/promote";
+import { main } from "../../scripts/promote";
 import { unifiedDiff } from "../../scripts/promoteDiff";
-import {
-    checkGitlabUpgrade, GITLAB_REQUIRED_UPGRADE_STOPS, gitlabVersion, planPromotion, promoteStackFile, PromotionRefused, skippedUpgradeStops,
-} from "../../scripts/promotePlan";
+import { promoteStackFile, PromotionRefused } from "../../scripts/promoteFile";
+import { planPromotion } from "../../scripts/promotePlan";
+import { checkGitlabUpgrade, GITLAB_REQUIRED_UPGRADE_STOPS, gitlabVersion, skippedUpgradeStops } from "../../scripts/promoteUpgrade";
 import { evaluate } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
 import { tempDir } from "../support/readers";
@@ -27,9 +27,9 @@ function stacks(edit: { staging?: (s: string) => string; prod?: (s: string) => s
     return dir;
 }
 
-function run(dir: string, ...args: string[]): { code: number; out: string; err: string } {
+async function run(dir: string, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
     let out = "", err = "";
-    const code = runPromote(args, dir, s => { out += s; }, s => { err += s; });
+    const code = await main(args, dir, s => { out += s; }, s => { err += s; });
     return { code, out, err };
 }
 
@@ -52,7 +52,7 @@ describe("promotion staging -> prod", () => {
                 .replace("keepDays: 14", "keepDays: 21")
                 .replace("      time_zone: UTC\n", "      time_zone: UTC\n      gitlab_default_theme: 2\n"),
         });
-        const dry = run(dir, "staging", "prod");
+        const dry = await run(dir, "staging", "prod");
         assert.equal(dry.code, 0, dry.err);
         assert.equal(prodFile(dir), realProd, "a dry run writes nothing");
         assert.match(dry.out, /^--- a\/Pulumi\.prod\.yaml\n\+\+\+ b\/Pulumi\.prod\.yaml\n@@ /m);
@@ -61,7 +61,7 @@ describe("promotion staging -> prod", () => {
         assert.match(dry.out, /^\+ {6}gitlab_default_theme: 2$/m);
         assert.equal(dry.err, "", "18.4 -> 18.5 skips no stop");
 
-        const written = run(dir, "staging", "prod", "--write");
+        const written = await run(dir, "staging", "prod", "--write");
         assert.equal(written.code, 0, written.err);
         const prod = readStackFile(path.join(dir, "Pulumi.prod.yaml"));
         const gitlab = prod.config.gitlab as Record<string, unknown>;
@@ -75,12 +75,12 @@ describe("promotion staging -> prod", () => {
         // The promoted prod stack still evaluates.
         const e = await evaluate(prod.config, { stack: "prod", secretKeys: prod.secretKeys });
         assert.equal(e.byName("gitlab-gitlab-app3-image").inputs.name, "gitlab/gitlab-ce:18.5.2-ce.0");
-        assert.equal(run(dir, "staging", "prod").out, "Pulumi.prod.yaml already has the promotable settings of Pulumi.staging.yaml\n");
+        assert.equal((await run(dir, "staging", "prod")).out, "Pulumi.prod.yaml already has the promotable settings of Pulumi.staging.yaml\n");
     });
 
-    it("refuses a GitLab downgrade with exit code 1 and writes nothing", () => {
+    it("refuses a GitLab downgrade with exit code 1 and writes nothing", async () => {
         const dir = stacks({ staging: setImage("18.3.2-ce.0") });
-        const r = run(dir, "staging", "prod", "--write");
+        const r = await run(dir, "staging", "prod", "--write");
         assert.equal(r.code, 1);
         assert.match(r.err, /^error: gitlab\.image: refusing to downgrade Pulumi\.prod\.yaml from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
         assert.equal(r.out, "");
@@ -88,7 +88,7 @@ describe("promotion staging -> prod", () => {
         assert.throws(() => promoteStackFile(setImage("18.4.0-ce.0")(realStaging), realProd), PromotionRefused, "a patch downgrade too");
     });
 
-    it("never touches hosts, roles, ssh, secure values, per-stack keys or other namespaces", () => {
+    it("never touches hosts, roles, ssh, secure values, per-stack keys or other namespaces", async () => {
         const otherNamespace = "  docker:host: unix:///var/run/docker.sock\n";
         const dir = stacks({
             staging: s => setImage("18.5.2-ce.0")(s)
@@ -99,7 +99,7 @@ describe("promotion staging -> prod", () => {
             prod: s => s.replace("proxyReadTimeoutSeconds: 3600\n", "proxyReadTimeoutSeconds: 3600\n    listenAddress: 10.0.0.5\n") + otherNamespace,
         });
         const before = prodFile(dir);
-        assert.equal(run(dir, "staging", "prod", "--write").code, 0);
+        assert.equal((await run(dir, "staging", "prod", "--write")).code, 0);
         const after = prodFile(dir);
         assert.notEqual(after, before);
         for (const key of ["hosts", "ssh", "roles"]) {
@@ -130,18 +130,18 @@ describe("promotion staging -> prod", () => {
         assert.deepEqual(plan.skippedSecure, ["gitlab.rails.smtp_password"]);
     });
 
-    it("warns on stderr when the upgrade skips a required stop, and still promotes", () => {
+    it("warns on stderr when the upgrade skips a required stop, and still promotes", async () => {
         const dir = stacks({ prod: setImage("18.1.3-ce.0"), staging: setImage("18.6.0-ce.0") });
-        const r = run(dir, "staging", "prod", "--write");
+        const r = await run(dir, "staging", "prod", "--write");
         assert.equal(r.code, 0);
         assert.match(r.err, /^warning: gitlab\.image: upgrading Pulumi\.prod\.yaml from GitLab 18\.1\.3-ce\.0 to 18\.6\.0-ce\.0 skips required upgrade stops 18\.2, 18\.5: /);
         assert.match(prodFile(dir), /image: gitlab\/gitlab-ce:18\.6\.0-ce\.0/);
     });
 
-    it("keeps the target's comments, blank lines and layout", () => {
+    it("keeps the target's comments, blank lines and layout", async () => {
         const dir = stacks({ staging: setImage("18.5.2-ce.0"), prod: s => s.replace("    image: gitlab/", "    # pinned: bump in staging first\n    image: gitlab/").replace(/(gitlab-ce:[^\n]*)/, "$1   # current release") });
         const before = prodFile(dir);
-        assert.equal(run(dir, "staging", "prod", "--write").code, 0);
+        assert.equal((await run(dir, "staging", "prod", "--write")).code, 0);
         const after = prodFile(dir);
         const changed = unifiedDiff(before, after, "a", "b").split("\n").filter(l => /^[-+][^-+]/.test(l));
         assert.deepEqual(changed, ["-    image: gitlab/gitlab-ce:18.4.1-ce.0   # current release", "+    image: gitlab/gitlab-ce:18.5.2-ce.0   # current release"]);
@@ -156,12 +156,12 @@ describe("promotion staging -> prod", () => {
         assert.deepEqual(r.changes.map(c => c.path).sort(), ["gitlab.gitUid", "gitlab.image", "nfs.mountOptions", "redis.image"]);
     });
 
-    it("refuses bad arguments", () => {
+    it("refuses bad arguments", async () => {
         const dir = stacks();
-        assert.equal(run(dir, "staging", "prod", "--no-such-flag").code, 2, "an unknown flag is a usage error, not a crash");
-        assert.equal(run(dir, "staging").code, 2);
-        assert.equal(run(dir, "staging", "staging").code, 2);
-        assert.equal(run(dir, "staging", "qa").code, 1);
+        assert.equal((await run(dir, "staging", "prod", "--no-such-flag")).code, 2, "an unknown flag is a usage error, not a crash");
+        assert.equal((await run(dir, "staging")).code, 2);
+        assert.equal((await run(dir, "staging", "staging")).code, 2);
+        assert.equal((await run(dir, "staging", "qa")).code, 1);
     });
 });
 
@@ -173,7 +173,7 @@ describe("GitLab upgrade path", () => {
         assert.deepEqual(gitlabVersion(`gitlab/gitlab-ce:18.4.1-ce.0@sha256:${"a".repeat(64)}`)?.text, "18.4.1-ce.0", "a digest beside the tag");
     });
 
-    it("refuses a downgrade when the images carry digests, and refuses what it cannot compare (issue 15, M6)", () => {
+    it("refuses a downgrade when the images carry digests, and refuses what it cannot compare (issue 15, M6)", async () => {
         const digest = (c: string) => `@sha256:${c.repeat(64)}`;
         const down = checkGitlabUpgrade("gitlab/gitlab-ce:18.4.1-ce.0", `gitlab/gitlab-ce:18.3.2-ce.0${digest("a")}`);
         assert.match(down.refusal ?? "", /^gitlab\.image: refusing to downgrade the target stack from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
@@ -182,7 +182,7 @@ describe("GitLab upgrade path", () => {
         assert.match(blind.refusal ?? "", /^gitlab\.image: cannot read a GitLab release from "gitlab\/gitlab-ce@sha256:c+" \(the source\), so a downgrade cannot be ruled out: give gitlab\.image with its release tag/);
         // Through the command: exit 1, nothing written.
         const dir = stacks({ staging: s => s.replace(/gitlab\/gitlab-ce:[0-9.]+-ce\.0/, `gitlab/gitlab-ce:18.3.2-ce.0${digest("d")}`) });
-        const r = run(dir, "staging", "prod", "--write");
+        const r = await run(dir, "staging", "prod", "--write");
         assert.equal(r.code, 1);
         assert.match(r.err, /^error: gitlab\.image: refusing to downgrade Pulumi\.prod\.yaml from GitLab 18\.4\.1-ce\.0 to 18\.3\.2-ce\.0/);
         assert.equal(prodFile(dir), realProd);
@@ -227,10 +227,10 @@ function allStacks(): string {
 }
 
 describe("promotion never resets a target's own tuning silently (issue 16, item 2)", () => {
-    it("dev -> staging lists each setting only staging has with the value it would fall back to, and refuses without --allow-reset", () => {
+    it("dev -> staging lists each setting only staging has with the value it would fall back to, and refuses without --allow-reset", async () => {
         const dir = allStacks();
         const before = fs.readFileSync(path.join(dir, "Pulumi.staging.yaml"), "utf8");
-        const r = run(dir, "dev", "staging", "--write");
+        const r = await run(dir, "dev", "staging", "--write");
         assert.equal(r.code, 1, r.err);
         assert.equal(fs.readFileSync(path.join(dir, "Pulumi.staging.yaml"), "utf8"), before, "nothing written");
         assert.match(r.out, /^ {2}gitlab\.readinessTimeoutSeconds: 1800 → 1200 \(the default\) \[reset: only the target sets it, Pulumi\.dev\.yaml does not\]$/m);
@@ -242,9 +242,9 @@ describe("promotion never resets a target's own tuning silently (issue 16, item 
         assert.doesNotMatch(r.out, /^ {2}backup\.keepDays: .*no longer pinned/m);
     });
 
-    it("with --allow-reset it writes, and every removed line of the diff has a line saying what the value becomes", () => {
+    it("with --allow-reset it writes, and every removed line of the diff has a line saying what the value becomes", async () => {
         const dir = allStacks();
-        const r = run(dir, "dev", "staging", "--write", "--allow-reset");
+        const r = await run(dir, "dev", "staging", "--write", "--allow-reset");
         assert.equal(r.code, 0, r.err);
         const lines = r.out.split("\n").filter(l => l.startsWith("  ") && l.includes(" → "));
         for (const key of ["gitlab.readinessTimeoutSeconds", "gitlab.rails", "backup.keepDays", "backup.schedule", "postgres.image", "redis.image", "loadBalancer.image", "loadBalancer.proxyReadTimeoutSeconds"]) {
@@ -252,16 +252,16 @@ describe("promotion never resets a target's own tuning silently (issue 16, item 
         }
     });
 
-    it("a promotion that changes values prints each effective value old → new", () => {
+    it("a promotion that changes values prints each effective value old → new", async () => {
         const dir = stacks({ staging: setImage("18.5.2-ce.0") });
-        const r = run(dir, "staging", "prod");
+        const r = await run(dir, "staging", "prod");
         assert.equal(r.code, 0, r.err);
         assert.match(r.out, /^ {2}gitlab\.image: "gitlab\/gitlab-ce:18\.4\.1-ce\.0" → "gitlab\/gitlab-ce:18\.5\.2-ce\.0"$/m);
     });
 
-    it("--help states the reset rule and exit codes, and touches nothing", () => {
+    it("--help states the reset rule and exit codes, and touches nothing", async () => {
         const dir = allStacks();
-        const r = run(dir, "--help");
+        const r = await run(dir, "--help");
         assert.equal(r.code, 0);
         assert.match(r.out, /--allow-reset/);
         assert.match(r.out, /Exit codes: 0 .*1 .*2 usage/);
@@ -292,11 +292,11 @@ describe("the edit of the target produces the planned configuration (issue 16, i
         assert.equal(config["gitlab-cluster:backup"]!.image, undefined);
     });
 
-    it("staging -> prod with a new key in the last nested map and a new sibling map after it", () => {
+    it("staging -> prod with a new key in the last nested map and a new sibling map after it", async () => {
         const dir = stacks({
             staging: s => s.replace("        gitlab_email_from: gitlab@example.com\n", "        gitlab_email_from: gitlab@example.com\n        smtp_tls: false\n      registry:\n        enable: true\n"),
         });
-        const r = run(dir, "staging", "prod", "--write");
+        const r = await run(dir, "staging", "prod", "--write");
         assert.equal(r.code, 0, r.err);
         const gitlab = (parseDocument(prodFile(dir)).toJS() as { config: Record<string, { omnibus: Record<string, Record<string, unknown>> }> }).config["gitlab-cluster:gitlab"]!;
         assert.equal(gitlab.omnibus.gitlab_rails!.smtp_tls, false);
