@@ -5,13 +5,15 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { GitlabBackup } from "./backup";
 import type { ClusterConfig, HostConfig } from "./config";
+import { GitalyNode } from "./gitalyNode";
 import { GitlabNode } from "./gitlabNode";
 import { HostConnection, sourceRanges, type HostCommand } from "./host";
 import { NfsExport, NfsMount } from "./nfs";
 import { NginxLoadBalancer } from "./nginxLoadBalancer";
 import { PostgresNode } from "./postgresNode";
 import { RedisNode } from "./redisNode";
-import { renderGitlabRb } from "./render/gitlabRb";
+import { sharedDirectories } from "./render/nfs";
+import { GITALY_NODE_OMNIBUS, gitalyAddress } from "./render/gitlabRb";
 import { railsNodeDatabaseClients } from "./render/postgres";
 
 export interface GitlabClusterArgs {
@@ -52,10 +54,12 @@ export class GitlabCluster extends pulumi.ComponentResource {
     readonly balancerAddress: string;
     readonly nodes: readonly ClusterNodeInfo[];
     readonly initialRootPassword: pulumi.Output<string>;
-    readonly endpoints: { readonly postgres: string; readonly redis: string; readonly ssh: string };
+    readonly endpoints: { readonly postgres: string; readonly redis: string; readonly ssh: string; readonly gitaly?: string };
     readonly redis: RedisNode;
     readonly postgres: PostgresNode;
     readonly gitlabNodes: readonly GitlabNode[];
+    /** The repository storage, when roles.gitaly is set (otherwise each node's own Gitaly, on NFS). */
+    readonly gitaly?: GitalyNode;
     /** GitLab's post-deployment migrations on the migration node, once per image. */
     readonly postDeployMigrations: HostCommand;
     readonly nfsExport?: NfsExport;
@@ -96,14 +100,31 @@ export class GitlabCluster extends pulumi.ComponentResource {
             maxConnections: cfg.postgres.maxConnections,
         }, { parent: this });
 
+        // Upgrades replace the Gitaly container only after the migration node's preflight accepts
+        // the new image; the migration node is made after Gitaly, so the preflight is handed over later.
+        const [upgradePreflight, resolveUpgradePreflight] = pulumi.deferredOutput<pulumi.Resource>();
+        if (cfg.roles.gitaly !== undefined) {
+            const gitalyHost = host(cfg.roles.gitaly);
+            this.gitaly = new GitalyNode(`${name}-gitaly`, {
+                host: connect(gitalyHost.name), image: cfg.gitlab.image, dataRoot: cfg.gitaly.dataRoot, port: cfg.gitaly.port,
+                internalApiUrl: cfg.gitlab.externalUrl,
+                omnibus: Object.fromEntries(Object.entries(cfg.gitlab.omnibus).filter(([k]) => (GITALY_NODE_OMNIBUS as readonly string[]).includes(k))),
+                allowedSources: unique(gitlabHosts.flatMap(g => sourceRanges(g, gitalyHost))),
+                readinessTimeoutSeconds: cfg.gitlab.readinessTimeoutSeconds,
+                startAfter: [upgradePreflight],
+            }, { parent: this });
+        }
+
         let sharedRoot: string | undefined;
         const mounts = new Map<string, NfsMount>();
         const nfsServer = cfg.roles.nfsServer;
         if (gitlabHosts.length > 1 && nfsServer !== undefined) {
             sharedRoot = cfg.nfs.path;
+            // A storage host of its own serves every GitLab host; a GitLab host serves the others.
             const clients = gitlabHosts.filter(g => g.name !== nfsServer);
             this.nfsExport = new NfsExport(`${name}-nfs-export`, {
                 host: connect(nfsServer), path: cfg.nfs.path, clientAddresses: clients.map(c => c.address),
+                directories: sharedDirectories(this.gitaly !== undefined).map(d => d.dir),
             }, { parent: this });
             for (const client of clients) {
                 mounts.set(client.name, new NfsMount(`${name}-nfs-mount-${client.name}`, {
@@ -117,22 +138,6 @@ export class GitlabCluster extends pulumi.ComponentResource {
         const rootPassword = new random.RandomPassword(`${name}-initial-root-password`, { length: 32, special: false }, { parent: this });
         this.initialRootPassword = pulumi.secret(rootPassword.result);
         const backupNode = cfg.backup === undefined ? undefined : (cfg.backup.node ?? cfg.roles.gitlab[0]);
-        const gitlabRbFor = (node: HostConfig, migrationNode: boolean) => pulumi.secret(pulumi
-            .all([this.postgres.password, this.redis.password, this.initialRootPassword])
-            .apply(([dbPassword, redisPassword, root]) => renderGitlabRb({
-                nodeName: node.name,
-                externalUrl: cfg.gitlab.externalUrl,
-                migrationNode,
-                database: { host: this.postgres.address, port: this.postgres.port, name: this.postgres.database, user: this.postgres.user, password: dbPassword },
-                redis: { host: this.redis.address, port: this.redis.port, password: redisPassword },
-                balancerSources: sourceRanges(lbHost, node),
-                sshPort: cfg.loadBalancer.sshPort,
-                initialRootPassword: migrationNode ? root : undefined,
-                backupKeepTimeSeconds: node.name === backupNode && cfg.backup ? cfg.backup.keepDays * 86400 : undefined,
-                rails: cfg.gitlab.rails,
-                omnibus: cfg.gitlab.omnibus,
-            })));
-
         const nodes: GitlabNode[] = [];
         for (const [i, node] of gitlabHosts.entries()) {
             const migration = nodes[0];
@@ -144,7 +149,16 @@ export class GitlabCluster extends pulumi.ComponentResource {
                 host: connect(node.name),
                 image: cfg.gitlab.image,
                 dataRoot: cfg.gitlab.dataRoot,
-                gitlabRb: gitlabRbFor(node, i === 0),
+                externalUrl: cfg.gitlab.externalUrl,
+                database: this.postgres.endpoint,
+                redis: this.redis.endpoint,
+                balancerSshPort: cfg.loadBalancer.sshPort,
+                initialRootPassword: i === 0 ? this.initialRootPassword : undefined,
+                backupKeepTimeSeconds: node.name === backupNode && cfg.backup ? cfg.backup.keepDays * 86400 : undefined,
+                rails: cfg.gitlab.rails,
+                omnibus: cfg.gitlab.omnibus,
+                gitaly: this.gitaly?.endpoint,
+                storageReady: this.gitaly?.ready,
                 migrationNode: i === 0,
                 sharedIdentity: migration?.identity,
                 sharedRoot,
@@ -158,10 +172,12 @@ export class GitlabCluster extends pulumi.ComponentResource {
                     ...(previous ? [previous.ready] : []),
                 ],
                 upgradePreflight: migration?.upgradePreflight,
-                previousRollout: nodes[i - 1]?.rollout,
+                // Reconfigures run one node at a time: the Gitaly node's first, then the GitLab nodes in order.
+                previousRollout: nodes[i - 1]?.rollout ?? this.gitaly?.rollout,
             }, { parent: this }));
         }
         this.gitlabNodes = nodes;
+        resolveUpgradePreflight(pulumi.output(nodes[0]!.upgradePreflight!));
         // Once per image, after every node answers /-/readiness on it.
         this.postDeployMigrations = nodes[0]!.postDeployMigrations(nodes.map(n => n.ready));
 
@@ -204,6 +220,7 @@ export class GitlabCluster extends pulumi.ComponentResource {
             postgres: `${this.postgres.address}:${this.postgres.port}`,
             redis: `${this.redis.address}:${this.redis.port}`,
             ssh: `${lbHost.address}:${cfg.loadBalancer.sshPort}`,
+            ...(this.gitaly ? { gitaly: gitalyAddress(this.gitaly.endpoint.address, this.gitaly.endpoint.port) } : {}),
         };
         const sshOf = (h: HostConfig) => ({ user: h.ssh.user, port: h.ssh.port, local: h.local });
         this.ops = {

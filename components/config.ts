@@ -227,6 +227,8 @@ const rolesSchema = z.strictObject({
     postgres: hostName,
     gitlab: z.array(hostName).min(1, "must list at least one GitLab host"),
     nfsServer: hostName.optional(),
+    /** The host whose Gitaly keeps the repositories (GitLab's supported storage); unset: each node's own Gitaly on NFS. */
+    gitaly: hostName.optional(),
     loadBalancer: hostName,
 });
 
@@ -290,6 +292,16 @@ const redisSchema = z.strictObject({
     image: pinnedImage.default(DEFAULT_IMAGES.redis),
     port: port.default(6379),
     dataRoot: ownPath("/srv/gitlab-cluster/redis").default("/srv/gitlab-cluster/redis"),
+});
+
+/** Gitaly's default port (GitLab's docs use it throughout). */
+export const GITALY_DEFAULT_PORT = 8075;
+
+const gitalySchema = z.strictObject({
+    /** Published on the Gitaly host's address, firewalled to the GitLab hosts. */
+    port: port.default(GITALY_DEFAULT_PORT),
+    /** Holds config/ (/etc/gitlab), logs/ and data/ (the repositories, on this host's own disk). */
+    dataRoot: ownPath("/srv/gitlab-cluster/gitaly").default("/srv/gitlab-cluster/gitaly"),
 });
 
 const nfsSchema = z.strictObject({
@@ -454,7 +466,7 @@ export const CONFIG_KEY_TABLE = {
     },
     roles: {
         schema: rolesSchema,
-        description: "which host runs what: redis, postgres, gitlab (migration node first), nfsServer, loadBalancer",
+        description: "which host runs what: redis, postgres, gitlab (migration node first), nfsServer, gitaly, loadBalancer",
         promotion: "per-stack",
     },
     gitlab: {
@@ -472,9 +484,14 @@ export const CONFIG_KEY_TABLE = {
         description: "Redis: image, port, data directory",
         promotion: { except: ["dataRoot", "port"] },
     },
+    gitaly: {
+        schema: gitalySchema.default(() => gitalySchema.parse({})),
+        description: "the Gitaly node of roles.gitaly (repositories on its own disk): port, data directory",
+        promotion: { except: ["dataRoot", "port"] },
+    },
     nfs: {
         schema: nfsSchema.default(() => nfsSchema.parse({})),
-        description: "the NFS share of Git data between the GitLab hosts: exported path, mount options",
+        description: "the NFS share between the GitLab hosts (with roles.gitaly, no repositories on it): exported path, mount options",
         promotion: { except: ["path"] },
     },
     loadBalancer: {
@@ -681,8 +698,21 @@ function checkCrossKeyRules(cfg: ParsedConfig, secrets: SecretFlags): ClusterCon
     if (cfg.roles.gitlab.length > 1 && cfg.roles.nfsServer === undefined) {
         problems.push(`${keyPath(["roles", "nfsServer"])}: is required when ${keyPath(["roles", "gitlab"])} lists more than one host (got ${cfg.roles.gitlab.length})`);
     }
-    if (cfg.roles.nfsServer !== undefined && !cfg.roles.gitlab.includes(cfg.roles.nfsServer)) {
-        problems.push(`${keyPath(["roles", "nfsServer"])}: "${cfg.roles.nfsServer}" must be one of the GitLab hosts (${cfg.roles.gitlab.join(", ")})`);
+    // The NFS server may be a storage host of its own (then every GitLab host mounts the share, and
+    // losing one GitLab host hangs no other), but not the balancer: its users' traffic passes there.
+    if (cfg.roles.nfsServer !== undefined && cfg.roles.nfsServer === cfg.roles.loadBalancer && !cfg.roles.gitlab.includes(cfg.roles.nfsServer)) {
+        problems.push(`${keyPath(["roles", "nfsServer"])}: "${cfg.roles.nfsServer}" is the load balancer: serve the share from a GitLab host or a storage host of its own`);
+    }
+    known(["roles", "gitaly"], cfg.roles.gitaly);
+    const gitalyHost = cfg.roles.gitaly;
+    if (gitalyHost !== undefined) {
+        // Each runs an Omnibus container from the same data root and config directory.
+        if (cfg.roles.gitlab.includes(gitalyHost)) {
+            problems.push(`${keyPath(["roles", "gitaly"])}: "${gitalyHost}" is also in ${keyPath(["roles", "gitlab"])}: the Gitaly node needs a host of its own (GitLab runs Gitaly apart from the Rails nodes)`);
+        }
+        if (gitalyHost === cfg.roles.nfsServer) {
+            problems.push(`${keyPath(["roles", "gitaly"])}: "${gitalyHost}" is also ${keyPath(["roles", "nfsServer"])}: the repositories and the NFS share would be lost together; use another host for one of them`);
+        }
     }
     if (cfg.backup?.node !== undefined && !cfg.roles.gitlab.includes(cfg.backup.node)) {
         problems.push(`${keyPath(["backup", "node"])}: "${cfg.backup.node}" must be one of the GitLab hosts (${cfg.roles.gitlab.join(", ")})`);
@@ -802,6 +832,7 @@ function publishedPorts(cfg: ParsedConfig, hosts: Readonly<Record<string, HostCo
     }
     add(cfg.roles.redis, { address: address(cfg.roles.redis), port: cfg.redis.port, key: ["redis", "port"], what: "Redis" });
     add(cfg.roles.postgres, { address: address(cfg.roles.postgres), port: cfg.postgres.port, key: ["postgres", "port"], what: "PostgreSQL" });
+    if (cfg.roles.gitaly !== undefined) add(cfg.roles.gitaly, { address: address(cfg.roles.gitaly), port: cfg.gitaly.port, key: ["gitaly", "port"], what: "Gitaly" });
     const lb = cfg.roles.loadBalancer;
     const listen = cfg.loadBalancer.listenAddress;
     add(lb, { address: listen, port: cfg.loadBalancer.httpPort, key: ["loadBalancer", "httpPort"], what: "the balancer's HTTP" });
@@ -823,6 +854,9 @@ function ownedPaths(cfg: ParsedConfig): Map<string, { path: string; key: readonl
     }
     add(cfg.roles.redis, cfg.redis.dataRoot, ["redis", "dataRoot"]);
     add(cfg.roles.postgres, cfg.postgres.dataRoot, ["postgres", "dataRoot"]);
+    add(cfg.roles.gitaly, cfg.gitaly.dataRoot, ["gitaly", "dataRoot"]);
+    // A storage host of its own exports the share too.
+    if (shared && cfg.roles.nfsServer !== undefined && !cfg.roles.gitlab.includes(cfg.roles.nfsServer)) add(cfg.roles.nfsServer, cfg.nfs.path, ["nfs", "path"]);
     add(cfg.roles.loadBalancer, cfg.loadBalancer.configRoot, ["loadBalancer", "configRoot"]);
     add(cfg.backup?.target?.host, cfg.backup?.target?.path ?? "", ["backup", "target", "path"]);
     // A secrets target on the target's host is refused on its own (checkCrossKeyRules).
@@ -917,6 +951,10 @@ export function ignoredConfigWarnings(allKeys: readonly string[]): string[] {
 /** Warnings for a valid configuration: settings that work but are likely mistakes. */
 export function configWarnings(cfg: ClusterConfig): string[] {
     const warnings: string[] = [];
+    if (cfg.roles.gitlab.length > 1 && cfg.roles.gitaly === undefined) {
+        warnings.push(`${keyPath(["roles", "gitaly"])}: is not set, so the Git repositories are on the NFS share, which GitLab does not support for repository storage ` +
+            "(since 15.6; its support declines issues about it). Set roles.gitaly to a host of its own: see README, \"Repository storage: Gitaly\".");
+    }
     const schedule = cfg.backup?.schedule;
     if (schedule !== undefined && cronRunsPerHour(schedule) > 1) {
         warnings.push(`${keyPath(["backup", "schedule"])}: "${schedule}" runs a full backup ${cronRunsPerHour(schedule)} times an hour; each copies all of GitLab's data and takes longer than that on most instances, so runs overlap. Did you mean a daily schedule such as '0 3 * * *'?`);

@@ -1,13 +1,16 @@
 // One GitLab Omnibus node. Its container's inputs hold nothing that a gitlab.rb change touches:
 // gitlab.rb is pushed to the host and applied with `gitlab-ctl reconfigure`, node after node.
-import * as docker from "@pulumi/docker";
+import type * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { createHash } from "node:crypto";
 import { gitlabRelease } from "./config";
+import { hostFirewall, omnibusRollout, pinnedContainer } from "./blocks";
 import type { HostCommand, HostConnection } from "./host";
-import { installFirewallScript, removeFirewallScript, type FirewallInput } from "./render/firewall";
-import { GITLAB_SHARED_DIRECTORIES, SHARE_SENTINEL, SHARE_SENTINEL_IN_CONTAINER, shareGuardEntrypoint } from "./render/nfs";
-import { readIdentityScript, reconfigureScript, waitForReadinessScript, writeIdentityScript } from "./render/scripts";
+import type { GitalyEndpoint } from "./gitalyNode";
+import type { PostgresEndpoint } from "./postgresNode";
+import type { RedisEndpoint } from "./redisNode";
+import { renderGitlabRb, type GitlabRbInput } from "./render/gitlabRb";
+import { SHARE_SENTINEL, SHARE_SENTINEL_IN_CONTAINER, shareGuardEntrypoint, sharedDirectories } from "./render/nfs";
+import { readIdentityScript, waitForReadinessScript, writeIdentityScript } from "./render/scripts";
 import { postDeployMigrationsScript, SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV, upgradePreflightScript } from "./render/upgrade";
 import { GITLAB_REQUIRED_UPGRADE_STOPS, UPGRADE_PATH_DOCS } from "./upgradePath";
 
@@ -23,8 +26,25 @@ export interface GitlabNodeArgs {
     readonly image: string;
     /** Host directory holding config/ (/etc/gitlab), logs/ and data/. */
     readonly dataRoot: string;
-    /** The rendered gitlab.rb (secret: it holds the DB and Redis passwords). */
-    readonly gitlabRb: pulumi.Input<string>;
+    /** The external URL, as users and the balancer see it. */
+    readonly externalUrl: string;
+    /** The PostgreSQL tier's endpoint (its password is secret). */
+    readonly database: PostgresEndpoint;
+    /** The Redis tier's endpoint (its password is secret). */
+    readonly redis: RedisEndpoint;
+    /** The port git-over-SSH is reached on at the balancer (shown in clone URLs). */
+    readonly balancerSshPort: number;
+    /** On the migration node: root's password when the database is first seeded (secret). */
+    readonly initialRootPassword?: pulumi.Output<string>;
+    /** On the backup node: how long archives are kept. */
+    readonly backupKeepTimeSeconds?: number;
+    /** `gitlab.rails` and `gitlab.omnibus` settings, written into every node's gitlab.rb. */
+    readonly rails: GitlabRbInput["rails"];
+    readonly omnibus: GitlabRbInput["omnibus"];
+    /** The Gitaly node, when repositories live there (its token and gitlab-shell's secret are secret). */
+    readonly gitaly?: GitalyEndpoint;
+    /** The Gitaly node's readiness: the container waits for it (the upgrade preflight does not). */
+    readonly storageReady?: pulumi.Input<pulumi.Resource>;
     /**
      * The migration (deploy) node starts first, is the source of the shared secrets and host keys,
      * runs the upgrade preflight and only the regular migrations at its start.
@@ -49,6 +69,8 @@ export interface GitlabNodeArgs {
 
 export class GitlabNode extends pulumi.ComponentResource {
     readonly containerName: string;
+    /** This node's gitlab.rb (secret: it holds the database and Redis passwords). */
+    readonly gitlabRb: pulumi.Output<string>;
     readonly container: docker.Container;
     readonly configPush: HostCommand;
     /** Done when the node answers /-/readiness after its container started. */
@@ -71,7 +93,24 @@ export class GitlabNode extends pulumi.ComponentResource {
         this.image = args.image;
         this.migrationNode = args.migrationNode;
         const configDir = `${args.dataRoot}/config`;
-        const gitlabRb = pulumi.secret(args.gitlabRb);
+        const gitlabRb = pulumi.secret(pulumi
+            .all([args.database.password, args.redis.password, args.initialRootPassword, args.gitaly?.token, args.gitaly?.shellSecret])
+            .apply(([databasePassword, redisPassword, initialRootPassword, gitalyToken, shellSecret]) => renderGitlabRb({
+                nodeName: args.host.name,
+                externalUrl: args.externalUrl,
+                migrationNode: args.migrationNode,
+                database: { host: args.database.host, port: args.database.port, name: args.database.name, user: args.database.user, password: databasePassword },
+                redis: { host: args.redis.host, port: args.redis.port, password: redisPassword },
+                balancerSources: args.balancerSources,
+                sshPort: args.balancerSshPort,
+                initialRootPassword,
+                backupKeepTimeSeconds: args.backupKeepTimeSeconds,
+                rails: args.rails,
+                omnibus: args.omnibus,
+                gitaly: args.gitaly === undefined ? undefined
+                    : { address: args.gitaly.address, port: args.gitaly.port, token: gitalyToken!, shellSecret: shellSecret! },
+            })));
+        this.gitlabRb = gitlabRb;
         this.configPush = args.host.run(`${name}-gitlab-rb`, {
             writes: { path: `${configDir}/gitlab.rb`, mode: "0600" },
             stdin: gitlabRb,
@@ -88,17 +127,10 @@ export class GitlabNode extends pulumi.ComponentResource {
         }
         const preflight = this.upgradePreflight ?? args.upgradePreflight;
         const beforeStart: pulumi.Resource[] = [this.configPush, ...(args.startAfter ?? []), ...(preflight ? [preflight] : [])];
-        if (!args.host.config.local) {
-            // Without it, clients on the LAN reach a node's HTTP and SSH around the balancer and its TLS.
-            const published: FirewallInput[] = [
-                { service: "gitlab-http", address: args.host.address, port: HTTP_PORT, containerPort: HTTP_PORT, bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.balancerSources },
-                { service: "gitlab-ssh", address: args.host.address, port: args.sshPort, containerPort: SSH_PORT, bridgeSubnet: args.host.config.dockerBridgeSubnet, sources: args.balancerSources },
-            ];
-            for (const firewall of published) {
-                beforeStart.push(args.host.run(`${name}-firewall-${firewall.service.replace(/^gitlab-/, "")}`, {
-                    create: installFirewallScript(firewall), delete: removeFirewallScript(firewall),
-                }, { parent: this }));
-            }
+        // Without it, clients on the LAN reach a node's HTTP and SSH around the balancer and its TLS.
+        for (const [service, port, containerPort] of [["http", HTTP_PORT, HTTP_PORT], ["ssh", args.sshPort, SSH_PORT]] as const) {
+            const firewall = hostFirewall(args.host, `${name}-firewall-${service}`, { service: `gitlab-${service}`, port, containerPort, sources: args.balancerSources }, this);
+            if (firewall) beforeStart.push(firewall);
         }
         if (args.sharedIdentity !== undefined) {
             beforeStart.push(args.host.run(`${name}-identity`, {
@@ -106,52 +138,48 @@ export class GitlabNode extends pulumi.ComponentResource {
                 stdin: args.sharedIdentity,
             }, { parent: this }));
         }
-        // Pulled without waiting for the upgrade preflight: every node has the new image before its turn
-        // (shorter downtime per node), and a refused upgrade leaves only an unused image on the hosts.
-        const image = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, args.host.dockerOpts(this));
         const shared = args.sharedRoot === undefined ? [] : [
-            ...GITLAB_SHARED_DIRECTORIES.map(d => ({ hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath })),
+            ...sharedDirectories(args.gitaly !== undefined).map(d => ({ hostPath: `${args.sharedRoot}/${d.dir}`, containerPath: d.containerPath })),
             { hostPath: `${args.sharedRoot}/${SHARE_SENTINEL}`, containerPath: SHARE_SENTINEL_IN_CONTAINER, readOnly: true },
         ];
-        this.container = new docker.Container(name, {
-            name: this.containerName,
-            hostname: args.host.name,
-            image: image.imageId,
-            // With shared storage: never start on an empty mount point (a reboot whose NFS mount failed).
-            ...(args.sharedRoot === undefined ? {} : { entrypoints: shareGuardEntrypoint(args.sharedRoot) }),
-            restart: "unless-stopped",
-            // The deploy node's starts run the regular migrations only (GitLab's zero-downtime upgrade);
-            // the post-deployment ones run once every node runs the release (postDeployMigrations).
-            ...(args.migrationNode ? { envs: [SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV] } : {}),
-            ports: [
-                { internal: HTTP_PORT, external: HTTP_PORT, ip: args.host.address },
-                { internal: SSH_PORT, external: args.sshPort, ip: args.host.address },
-            ],
-            // The image's SIGTERM handler runs a full `gitlab-ctl stop`: Docker's default 10 s cuts it short.
-            stopTimeout: STOP_TIMEOUT_SECONDS,
-            volumes: [
-                { hostPath: configDir, containerPath: "/etc/gitlab" },
-                { hostPath: `${args.dataRoot}/logs`, containerPath: "/var/log/gitlab" },
-                { hostPath: `${args.dataRoot}/data`, containerPath: "/var/opt/gitlab" },
-                ...shared,
-            ],
-            shmSize: 256,
-            healthcheck: { tests: ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"], interval: "60s", timeout: "30s", retries: 5, startPeriod: "600s" },
-        }, args.host.dockerOpts(this, { dependsOn: beforeStart, deleteBeforeReplace: true }));
+        // The image is pulled without waiting for the upgrade preflight: every node has the new image
+        // before its turn (shorter downtime per node), and a refused upgrade leaves only an unused image.
+        ({ container: this.container } = pinnedContainer(args.host, this.containerName, {
+            image: args.image,
+            startAfter: [...beforeStart, ...(args.storageReady ? [args.storageReady] : [])],
+            container: {
+                hostname: args.host.name,
+                // With shared storage: never start on an empty mount point (a reboot whose NFS mount failed).
+                ...(args.sharedRoot === undefined ? {} : { entrypoints: shareGuardEntrypoint(args.sharedRoot) }),
+                restart: "unless-stopped",
+                // The deploy node's starts run the regular migrations only (GitLab's zero-downtime upgrade);
+                // the post-deployment ones run once every node runs the release (postDeployMigrations).
+                ...(args.migrationNode ? { envs: [SKIP_POST_DEPLOYMENT_MIGRATIONS_ENV] } : {}),
+                ports: [
+                    { internal: HTTP_PORT, external: HTTP_PORT, ip: args.host.address },
+                    { internal: SSH_PORT, external: args.sshPort, ip: args.host.address },
+                ],
+                // The image's SIGTERM handler runs a full `gitlab-ctl stop`: Docker's default 10 s cuts it short.
+                stopTimeout: STOP_TIMEOUT_SECONDS,
+                volumes: [
+                    { hostPath: configDir, containerPath: "/etc/gitlab" },
+                    { hostPath: `${args.dataRoot}/logs`, containerPath: "/var/log/gitlab" },
+                    { hostPath: `${args.dataRoot}/data`, containerPath: "/var/opt/gitlab" },
+                    ...shared,
+                ],
+                shmSize: 256,
+                healthcheck: { tests: ["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"], interval: "60s", timeout: "30s", retries: 5, startPeriod: "600s" },
+            },
+        }, this));
         this.ready = args.host.run(`${name}-ready`, {
             create: waitForReadinessScript(this.containerName, args.readinessTimeoutSeconds),
             triggers: [this.container.id],
         }, { parent: this, dependsOn: [this.container] });
         // A first start applies gitlab.rb by itself; later changes reconfigure in place, in node order.
-        // The file's digest sits in the update script, not in `triggers`: @pulumi/command replaces
-        // a command whose triggers change (running `create`), but updates one whose script changes
-        // (running `update`). A SHA-256 of a file holding 40-character random passwords reveals
-        // nothing of them, so it is unsecreted to keep the script readable in a preview.
-        const gitlabRbHash = pulumi.unsecret(gitlabRb.apply(text => createHash("sha256").update(text).digest("hex")));
-        this.rollout = args.host.run(`${name}-rollout`, {
-            create: `echo "${this.containerName}: gitlab.rb applied by the container's first start"`,
-            update: gitlabRbHash.apply(hash => reconfigureScript(this.containerName, args.readinessTimeoutSeconds, `gitlab.rb sha256 ${hash}`)),
-        }, { parent: this, dependsOn: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])] });
+        this.rollout = omnibusRollout(args.host, `${name}-rollout`, {
+            container: this.containerName, gitlabRb, readinessTimeoutSeconds: args.readinessTimeoutSeconds,
+            after: [this.ready, this.configPush, ...(args.previousRollout ? [args.previousRollout] : [])],
+        }, this);
         if (args.migrationNode) {
             // Read again whenever the container is new (a new image may add a secret): the other
             // nodes then get the new file before they start on that image.

@@ -135,7 +135,8 @@ export const PULUMI_MACHINE = "local";
 
 /** One host of the cluster as the components see it. */
 export class HostConnection {
-    readonly provider: docker.Provider;
+    private dockerProvider?: docker.Provider;
+    private readonly makeProvider: () => docker.Provider;
 
     /** Every command made on this host, by resource name. */
     readonly commands = new Map<string, HostCommandFacts>();
@@ -166,16 +167,22 @@ export class HostConnection {
                 addPreviousOutputInEnv: false,
             }, { parent });
         }
-        this.provider = new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir),
+        // Made with the host's first container: a host that runs none (a storage host that only
+        // exports NFS) needs no Docker.
+        this.makeProvider = () => new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir),
             { parent, dependsOn: keyFileOwner === undefined ? [] : [keyFileOwner] });
     }
+
+    /** The Docker provider of this host, if anything on it uses Docker. */
+    get provider(): docker.Provider | undefined { return this.dockerProvider; }
 
     get name(): string { return this.config.name; }
     get address(): string { return this.config.address; }
 
     /** Options for a Docker resource on this host. */
     dockerOpts(parent: pulumi.Resource, more: pulumi.CustomResourceOptions = {}): pulumi.CustomResourceOptions {
-        return { ...more, parent, provider: this.provider };
+        this.dockerProvider ??= this.makeProvider();
+        return { ...more, parent, provider: this.dockerProvider };
     }
 
     /** A command on this host: remote over SSH, or local for a local host. */

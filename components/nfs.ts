@@ -1,19 +1,22 @@
-// NFS for the shared GitLab directories: one GitLab host exports, the other GitLab hosts mount.
-// NFS for Git data is deprecated by GitLab (unsupported since 15.6); it is what this topology asks for.
+// NFS for the shared GitLab directories: one host exports (a GitLab host, or a storage host of its
+// own), the GitLab hosts mount. Git data on NFS is unsupported by GitLab since 15.6: with a Gitaly
+// node the share carries no repositories (see render/nfs.ts, sharedDirectories).
 import * as pulumi from "@pulumi/pulumi";
 import type { HostCommand, HostConnection } from "./host";
-import { GITLAB_SHARED_DIRECTORIES, renderExports, renderFstabLine } from "./render/nfs";
+import { renderExports, renderFstabLine } from "./render/nfs";
 import { nfsExportScript, nfsMountScript, nfsUnexportScript, nfsUnmountScript } from "./render/scripts";
 
 export const EXPORTS_FILE = "/etc/exports.d/gitlab-cluster.exports";
 
 export interface NfsExportArgs {
-    /** The GitLab host that serves the shared directories. */
+    /** The host that serves the shared directories (a GitLab host, or a storage host). */
     readonly host: HostConnection;
     /** Exported path; the server's own GitLab node uses it directly. */
     readonly path: string;
-    /** The other GitLab hosts' addresses: the only clients allowed. */
+    /** The GitLab hosts that mount it (all but the server's own): the only clients allowed. */
     readonly clientAddresses: readonly string[];
+    /** The directories it carries (sharedDirectories). */
+    readonly directories: readonly string[];
 }
 
 export class NfsExport extends pulumi.ComponentResource {
@@ -28,7 +31,7 @@ export class NfsExport extends pulumi.ComponentResource {
         this.command = args.host.run(name, {
             create: nfsExportScript({
                 exportPath: args.path,
-                directories: GITLAB_SHARED_DIRECTORIES.map(d => d.dir),
+                directories: args.directories,
                 exportsFile: EXPORTS_FILE,
                 exportsContent,
             }),

@@ -176,6 +176,7 @@ export async function evaluate(rawConfig: Readonly<Record<string, unknown>>, opt
     const providerHosts = new Map<string, string>();
     for (const host of cluster.hosts.values()) {
         for (const [name, facts] of host.commands) commands.set(name, facts);
+        if (host.provider === undefined) continue;
         const [urn, id] = await Promise.all([value(host.provider.urn), value(host.provider.id)]);
         providerHosts.set(`${urn.value}::${id.value}`, host.name);
     }

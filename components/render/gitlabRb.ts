@@ -20,6 +20,86 @@ export interface GitlabRbInput {
     readonly rails: Readonly<Record<string, string | number | boolean>>;
     /** `gitlab.omnibus`: `<name>['<key>'] = <value>` for any Omnibus setting the program does not manage. */
     readonly omnibus: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+    /** With a Gitaly node: repositories live there, and this node runs no Gitaly of its own. */
+    readonly gitaly?: GitalyClientInput;
+}
+
+/** How a Rails node reaches the Gitaly node, and the secrets they share. */
+export interface GitalyClientInput {
+    readonly address: string;
+    readonly port: number;
+    /** Gitaly's auth token (secret). */
+    readonly token: string;
+    /** gitlab-shell's secret: Gitaly's git hooks call the Rails internal API with it (secret). */
+    readonly shellSecret: string;
+}
+
+/** The one repository storage of the Gitaly layout, as Rails and Gitaly name it. */
+export const GITALY_STORAGE = "default";
+/** Where the Gitaly node keeps the repositories, inside its container (Omnibus's default). */
+export const GITALY_STORAGE_PATH = "/var/opt/gitlab/git-data/repositories";
+
+/** `tcp://host:port`, with an IPv6 address in brackets. */
+export function gitalyAddress(address: string, port: number): string {
+    return `tcp://${address.includes(":") ? `[${address}]` : address}:${port}`;
+}
+
+export interface GitalyRbInput {
+    readonly nodeName: string;
+    /** Gitaly's git hooks call GitLab's internal API here: the external URL, through the balancer. */
+    readonly internalApiUrl: string;
+    /** The port Gitaly listens on inside its container (published on the host's address). */
+    readonly port: number;
+    readonly token: string;
+    readonly shellSecret: string;
+    /** The `gitlab.omnibus` settings that apply to a Gitaly node (see GITALY_NODE_OMNIBUS). */
+    readonly omnibus: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+}
+
+/** The `gitlab.omnibus` names that reach the Gitaly node's gitlab.rb; the others are Rails settings. */
+export const GITALY_NODE_OMNIBUS = ["gitaly", "logging", "logrotate"] as const;
+
+/** The services an Omnibus node runs by default that a Gitaly-only node must not ("Configure Gitaly"). */
+export const GITALY_NODE_DISABLED_SERVICES = [
+    "postgresql", "redis", "nginx", "puma", "sidekiq", "gitlab_workhorse", "gitlab_exporter", "gitlab_kas", "prometheus_monitoring",
+] as const;
+
+/**
+ * gitlab.rb of the Gitaly node: the same Omnibus image with only Gitaly running, as GitLab's
+ * "Configure Gitaly" docs set it up for the Linux package.
+ */
+export function renderGitalyRb(input: GitalyRbInput): string {
+    const stray = Object.keys(input.omnibus).filter(name => !(GITALY_NODE_OMNIBUS as readonly string[]).includes(name));
+    if (stray.length > 0) throw new Error(`the Gitaly node takes only ${GITALY_NODE_OMNIBUS.join(", ")} settings, not ${stray.join(", ")}`);
+    const refused = omnibusSettingProblems(input.omnibus);
+    if (refused.length > 0) throw new Error(refused.map(p => `gitlab.omnibus.${valuePath(p.path)}: ${p.message}`).join("; "));
+    const set = (key: string, value: RubyLiteral) => `${key} = ${rubyValue(value)}`;
+    const lines = [
+        "# Managed by gitlab-cluster (Pulumi): edits here are overwritten on the next `pulumi up`.",
+        `# Node: ${input.nodeName.replace(/[^a-z0-9-]/g, "")} (Gitaly)`,
+        "",
+        "# Only Gitaly runs here.",
+        ...GITALY_NODE_DISABLED_SERVICES.map(service => set(`${service}['enable']`, false)),
+        set("gitlab_rails['rake_cache_clear']", false),
+        set("gitlab_rails['auto_migrate']", false),
+        "",
+        "# Git hooks call GitLab's internal API through the balancer, with gitlab-shell's secret.",
+        set("gitlab_rails['internal_api_url']", input.internalApiUrl),
+        set("gitlab_shell['secret_token']", input.shellSecret),
+        "",
+        "# The GitLab nodes connect over TCP with the token; the host firewall admits only them.",
+        `gitaly['configuration'] = {
+  listen_addr: ${rubyString(`0.0.0.0:${input.port}`)},
+  auth: { token: ${rubyString(input.token)} },
+  storage: [{ name: ${rubyString(GITALY_STORAGE)}, path: ${rubyString(GITALY_STORAGE_PATH)} }],
+}`,
+    ];
+    const omnibus = Object.keys(input.omnibus).sort().flatMap(name => Object.keys(input.omnibus[name]!).sort().map(key => [name, key] as const));
+    if (omnibus.length > 0) {
+        lines.push("", "# gitlab-cluster:gitlab.omnibus");
+        for (const [name, key] of omnibus) lines.push(set(`${name}[${rubyString(key)}]`, input.omnibus[name]![key] as RubyLiteral));
+    }
+    return `${lines.join("\n")}\n`;
 }
 
 const LOCALHOST_RANGES = ["127.0.0.0/8", "::1/128"];
@@ -28,6 +108,8 @@ const LOCALHOST_RANGES = ["127.0.0.0/8", "::1/128"];
 export const MANAGED_RAILS_KEYS = [
     "auto_migrate", "db_host", "db_port", "db_database", "db_username", "db_password", "redis_host", "redis_port",
     "redis_password", "trusted_proxies", "monitoring_whitelist", "gitlab_shell_ssh_port", "initial_root_password", "backup_keep_time",
+    // The Gitaly layout's (set on the Rails nodes, or on the Gitaly node):
+    "repositories_storages", "gitaly_token", "internal_api_url", "rake_cache_clear",
 ];
 
 /**
@@ -80,6 +162,8 @@ export const MANAGED_OMNIBUS_SETTINGS: Readonly<Record<string, readonly string[]
     postgresql: ["enable"],
     redis: ["enable"],
     letsencrypt: ["enable"],
+    gitaly: ["enable", "configuration"],
+    gitlab_shell: ["secret_token"],
     nginx: ["listen_port", "listen_https", "proxy_set_headers", "real_ip_trusted_addresses", "real_ip_header", "real_ip_recursive"],
 };
 
@@ -94,7 +178,6 @@ export const REFUSED_OMNIBUS_SETTINGS: Readonly<Record<string, Readonly<Record<s
     gitlab_rails: {
         uploads_directory: offShare("/var/opt/gitlab/gitlab-rails/uploads"),
         shared_path: offShare("/var/opt/gitlab/gitlab-rails/shared"),
-        repositories_storages: "would point GitLab at other repository storage than each node's own Gitaly on the shared /var/opt/gitlab/git-data",
         backup_path: "is /var/opt/gitlab/backups, where the program's backup and restore scripts find the archives",
     },
     gitlab_ci: { builds_directory: offShare("/var/opt/gitlab/gitlab-ci/builds") },
@@ -228,6 +311,16 @@ export function renderGitlabRb(input: GitlabRbInput): string {
     }
     if (input.backupKeepTimeSeconds !== undefined) {
         lines.push("", "# This node makes the scheduled backups.", rails("backup_keep_time", input.backupKeepTimeSeconds));
+    }
+    if (input.gitaly !== undefined) {
+        lines.push(
+            "",
+            "# Repositories are on the Gitaly node (GitLab's supported storage): no Gitaly runs here.",
+            set("gitaly['enable']", false),
+            rails("repositories_storages", { [GITALY_STORAGE]: { gitaly_address: gitalyAddress(input.gitaly.address, input.gitaly.port) } }),
+            rails("gitaly_token", input.gitaly.token),
+            set("gitlab_shell['secret_token']", input.gitaly.shellSecret),
+        );
     }
     const extra = Object.keys(input.rails).sort();
     if (extra.length > 0) {

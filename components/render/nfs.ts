@@ -10,6 +10,15 @@ export const GITLAB_SHARED_DIRECTORIES: readonly { readonly dir: string; readonl
     { dir: "ssh", containerPath: "/var/opt/gitlab/.ssh" },
 ];
 
+/**
+ * What the share carries. With a Gitaly node the repositories are on its disk, never on NFS
+ * (GitLab: "NFS cannot be used for repository storage"); uploads, shared data, CI builds and the
+ * git user's authorized_keys stay shared.
+ */
+export function sharedDirectories(withGitaly: boolean): readonly { readonly dir: string; readonly containerPath: string }[] {
+    return withGitaly ? GITLAB_SHARED_DIRECTORIES.filter(d => d.dir !== "git-data") : GITLAB_SHARED_DIRECTORIES;
+}
+
 export const EXPORT_OPTIONS = "rw,sync,no_root_squash,no_subtree_check";
 
 /**

@@ -40,3 +40,16 @@ export function nNodeConfig(n: number): Record<string, any> { // any: see threeN
     if (n === 1) delete cfg.roles.nfsServer;
     return cfg;
 }
+
+/**
+ * The three-node example in GitLab's supported layout: repositories on a Gitaly host (gitaly1),
+ * uploads and shared data on a storage host of its own (nfs1) that runs no GitLab.
+ */
+export function gitalyConfig(): Record<string, any> { // any: see threeNodeConfig
+    const cfg = threeNodeConfig();
+    cfg.hosts.gitaly1 = { address: "10.0.0.31", ssh: { hostKey: testHostKey("gitaly1") } };
+    cfg.hosts.nfs1 = { address: "10.0.0.41", ssh: { hostKey: testHostKey("nfs1") } };
+    cfg.roles.gitaly = "gitaly1";
+    cfg.roles.nfsServer = "nfs1";
+    return cfg;
+}

@@ -356,8 +356,9 @@ export interface PreflightHost {
 /** The configuration preflight reads (a parsed stack config's fields). */
 export interface PreflightConfig {
     readonly hosts: Readonly<Record<string, { readonly name: string; readonly address: string; readonly local: boolean; readonly sudo: boolean; readonly ssh: { readonly user: string; readonly port: number } }>>;
-    readonly roles: { readonly redis: string; readonly postgres: string; readonly gitlab: readonly string[]; readonly nfsServer?: string; readonly loadBalancer: string };
+    readonly roles: { readonly redis: string; readonly postgres: string; readonly gitlab: readonly string[]; readonly nfsServer?: string; readonly gitaly?: string; readonly loadBalancer: string };
     readonly gitlab: { readonly dataRoot: string; readonly nodeSshPort: number };
+    readonly gitaly: { readonly port: number; readonly dataRoot: string };
     readonly postgres: { readonly port: number; readonly dataRoot: string };
     readonly redis: { readonly port: number; readonly dataRoot: string };
     readonly loadBalancer: { readonly httpPort: number; readonly httpsPort: number; readonly sshPort: number; readonly tls?: unknown };
@@ -395,6 +396,12 @@ export function preflightPlan(cfg: PreflightConfig, clusterName = "gitlab"): Pre
     lb.ports.push({ port: cfg.loadBalancer.httpPort, what: "balancer HTTP (loadBalancer.httpPort)", container: lbContainer });
     if (cfg.loadBalancer.tls !== undefined) lb.ports.push({ port: cfg.loadBalancer.httpsPort, what: "balancer HTTPS (loadBalancer.httpsPort)", container: lbContainer });
     lb.ports.push({ port: cfg.loadBalancer.sshPort, what: "balancer git over SSH (loadBalancer.sshPort)", container: lbContainer });
+    if (cfg.roles.gitaly !== undefined) {
+        const gitaly = at(cfg.roles.gitaly);
+        gitaly.roles.push("gitaly");
+        gitaly.ports.push({ port: cfg.gitaly.port, what: "Gitaly (gitaly.port, from the GitLab hosts)", container: `${clusterName}-gitaly` });
+        gitaly.dataRoots.push({ path: cfg.gitaly.dataRoot, minFreeGiB: PREFLIGHT_MIN_FREE_GIB.gitlab });
+    }
     if (cfg.roles.nfsServer !== undefined) at(cfg.roles.nfsServer).roles.push("nfsServer");
     return [...byHost].map(([name, e]) => {
         const h = cfg.hosts[name];
@@ -414,20 +421,25 @@ export function preflightPlan(cfg: PreflightConfig, clusterName = "gitlab"): Pre
  * `ok <check>: <detail>` or `missing <check>: <what to do>`. Always exits 0: the lines say it all.
  */
 export function preflightScript(h: PreflightHost): string {
+    // A storage host that only exports NFS runs no container.
+    const needsDocker = h.roles.some(r => r !== "nfsServer");
     const lines = [
         "say() { printf '%s %s: %s\\n' \"$1\" \"$2\" \"$3\"; }",
         "user=$(id -un)",
-        // The Docker provider runs `docker` over SSH as this user: sudo does not help it.
+    ];
+    // The Docker provider runs `docker` over SSH as this user: sudo does not help it.
+    if (needsDocker) lines.push(
         `if v=$(docker version --format '{{.Server.Version}}' 2>/dev/null); then say ok docker "Docker $v, reachable as $user"; ` +
         `elif command -v docker >/dev/null 2>&1; then say missing docker "docker is installed but its daemon is not reachable as $user: add $user to the docker group (sudo usermod -aG docker $user, then log in again), or connect as root; is the daemon running (systemctl status docker)?"; ` +
-        `else say missing docker "docker is not installed: install Docker Engine (https://docs.docker.com/engine/install/)"; fi`,
+        `else say missing docker "docker is not installed: install Docker Engine (https://docs.docker.com/engine/install/)"; fi`);
+    lines.push(
         "if command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || [ -x /sbin/iptables ]; then say ok iptables present; " +
         "else say missing iptables \"iptables is not installed: the host firewalls are iptables rules (apt-get install iptables, or dnf install iptables)\"; fi",
         "if [ -d /run/systemd/system ]; then say ok systemd running; else say missing systemd \"systemd is not running: the firewall rules are restored at boot by a systemd unit\"; fi",
         "if command -v timedatectl >/dev/null 2>&1; then s=$(timedatectl show -p NTPSynchronized --value 2>/dev/null); " +
         "if [ \"$s\" = yes ]; then say ok time-sync \"clock synchronized\"; else say missing time-sync \"clock not synchronized (timedatectl: NTPSynchronized=$s): enable NTP (timedatectl set-ntp true, or chrony)\"; fi; " +
         "else say missing time-sync \"cannot tell whether the clock is synchronized (no timedatectl): check NTP or chrony\"; fi",
-    ];
+    );
     if (h.sudo) {
         lines.push("if sudo -n true 2>/dev/null; then say ok sudo \"passwordless sudo for $user\"; else say missing sudo \"hosts.<name>.sudo is set but sudo -n fails for $user: allow it passwordless sudo (a file in /etc/sudoers.d)\"; fi");
     }

@@ -61,10 +61,10 @@ describe("stack configuration", () => {
         assert.equal(problemOf(raw), "gitlab-cluster:roles.nfsServer: is required when gitlab-cluster:roles.gitlab lists more than one host (got 3)");
     });
 
-    it("requires the NFS server to be a GitLab host", () => {
+    it("refuses the load balancer as the NFS server (a storage host of its own is fine: tests/config/gitaly.test.ts)", () => {
         const raw = threeNodeConfig();
-        raw.roles.nfsServer = "data1";
-        assert.match(problemOf(raw), /^gitlab-cluster:roles\.nfsServer: "data1" must be one of the GitLab hosts/);
+        raw.roles.nfsServer = "edge1";
+        assert.match(problemOf(raw), /^gitlab-cluster:roles\.nfsServer: "edge1" is the load balancer/);
     });
 
     it("requires externalUrl and refuses a non-URL", () => {

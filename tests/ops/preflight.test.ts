@@ -16,6 +16,7 @@ const config: PreflightConfig = {
     hosts: Object.fromEntries(["app1", "app2", "data1", "edge1"].map((n, i) => [n, { name: n, address: `10.0.0.${i + 11}`, local: false, sudo: n === "data1", ssh: { user: "deploy", port: 22 } }])),
     roles: { redis: "data1", postgres: "data1", gitlab: ["app1", "app2"], nfsServer: "app1", loadBalancer: "edge1" },
     gitlab: { dataRoot: "/srv/gitlab", nodeSshPort: 2222 },
+    gitaly: { port: 8075, dataRoot: "/srv/gitlab-cluster/gitaly" },
     postgres: { port: 5432, dataRoot: "/srv/gitlab-cluster/postgres" },
     redis: { port: 6379, dataRoot: "/srv/gitlab-cluster/redis" },
     loadBalancer: { httpPort: 80, httpsPort: 443, sshPort: 2222, tls: {} },
@@ -37,6 +38,21 @@ function runHere(h: PreflightHost, stand: { docker?: string; ss?: string; timeda
 }
 
 describe("ops preflight: the plan", () => {
+    it("the Gitaly layout: the Gitaly host gets its port and data root; a storage host that only exports NFS is not asked for Docker", () => {
+        const hosts = { ...config.hosts, gitaly1: { name: "gitaly1", address: "10.0.0.31", local: false, sudo: false, ssh: { user: "deploy", port: 22 } },
+            nfs1: { name: "nfs1", address: "10.0.0.41", local: false, sudo: false, ssh: { user: "deploy", port: 22 } } };
+        const plan = preflightPlan({ ...config, hosts, roles: { ...config.roles, gitaly: "gitaly1", nfsServer: "nfs1" } });
+        const gitaly = plan.find(h => h.host.name === "gitaly1")!;
+        assert.deepEqual(gitaly.roles, ["gitaly"]);
+        assert.deepEqual(gitaly.ports.map(p => [p.port, p.container]), [[8075, "gitlab-gitaly"]]);
+        assert.deepEqual(gitaly.dataRoots.map(d => d.path), ["/srv/gitlab-cluster/gitaly"]);
+        const nfs = plan.find(h => h.host.name === "nfs1")!;
+        assert.deepEqual(nfs.roles, ["nfsServer"]);
+        const noDocker = runHere(nfs, { docker: "exit 1" });
+        assert.doesNotMatch(noDocker, /docker/, "an NFS-only host is not asked for Docker");
+        assert.match(runHere(gitaly, { docker: "exit 1" }), /^missing docker: /m, "the Gitaly host is");
+    });
+
     it("each host gets the ports the stack publishes there and its data roots", () => {
         const plan = preflightPlan(config);
         const byName = Object.fromEntries(plan.map(h => [h.host.name, h]));
@@ -113,8 +129,10 @@ describe("ops preflight: the command", () => {
         const log: string[] = [];
         assert.equal(await main(["preflight", "--stack", "prod"], () => new FakeRunner(allOk), l => log.push(l)), 0);
         const text = log.join("\n");
-        for (const h of ["app1", "app2", "app3", "data1", "edge1"]) assert.match(text, new RegExp(`^${h} \\(`, "m"));
-        assert.match(text, /^preflight: every check passed on 5 host\(s\)$/m);
+        // The prod example: three GitLab nodes, data1, gitaly1, the NFS storage host nfs1, edge1.
+        const hosts = ["app1", "app2", "app3", "data1", "gitaly1", "nfs1", "edge1"];
+        for (const h of hosts) assert.match(text, new RegExp(`^${h} \\(`, "m"));
+        assert.match(text, new RegExp(`^preflight: every check passed on ${hosts.length} host\\(s\\)$`, "m"));
     });
 
     it("exit 1 naming each missing thing, and a host SSH cannot reach", async () => {

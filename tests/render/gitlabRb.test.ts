@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import {
-    MANAGED_OMNIBUS_SETTINGS, OMNIBUS_TOP_LEVEL, OMNIBUS_TOP_LEVEL_NAMES, omnibusSettingProblems, REFUSED_OMNIBUS_SETTINGS, renderGitlabRb, type GitlabRbInput,
+    GITALY_NODE_OMNIBUS, MANAGED_OMNIBUS_SETTINGS, MANAGED_RAILS_KEYS, OMNIBUS_TOP_LEVEL, OMNIBUS_TOP_LEVEL_NAMES, omnibusSettingProblems, REFUSED_OMNIBUS_SETTINGS,
+    renderGitalyRb, renderGitlabRb, type GitlabRbInput,
 } from "../../components/render/gitlabRb";
 import { loadGitlabRb } from "../support/readers";
 
@@ -147,16 +148,35 @@ describe("gitlab.omnibus: any Omnibus setting, nested, loaded back by Ruby exact
     });
 
     it("lists every setting this file writes, in every variant (so none can be overridden unnoticed)", () => {
+        const gitaly = { address: "10.0.0.31", port: 8075, token: "t", shellSecret: "s" };
+        const settingsOf = (rb: string) => Object.entries(loadGitlabRb(rb))
+            .filter(([name]) => name !== "external_url") // a single value, refused as such
+            .flatMap(([name, settings]) => Object.keys(settings as object).map(key => [name, key] as const));
         const written = new Set<string>();
-        for (const variant of [input(), input({ migrationNode: true, initialRootPassword: "pw", backupKeepTimeSeconds: 1 }), input({ externalUrl: "http://gitlab.example.com" })]) {
-            const s = loadGitlabRb(renderGitlabRb(variant));
-            for (const [name, settings] of Object.entries(s)) {
-                if (name === "external_url") continue; // a single value, refused as such
-                for (const key of Object.keys(settings as object)) written.add(`${name}.${key}`);
-            }
+        // The Rails nodes' file: each of its settings is one the stack's gitlab.omnibus reaches (and
+        // gitlab.rails, for gitlab_rails), so each must be managed.
+        for (const variant of [
+            input(), input({ migrationNode: true, initialRootPassword: "pw", backupKeepTimeSeconds: 1 }), input({ externalUrl: "http://gitlab.example.com" }),
+            input({ gitaly }), input({ migrationNode: true, initialRootPassword: "pw", gitaly }),
+        ]) {
+            for (const [name, key] of settingsOf(renderGitlabRb(variant))) written.add(`${name}.${key}`);
         }
+        // The Gitaly node's file: the stack reaches it only through the gitlab.omnibus names in
+        // GITALY_NODE_OMNIBUS (the cluster passes no others, and renderGitalyRb refuses them), so its
+        // settings under those names must be managed. Its gitlab_rails settings count too: they are
+        // MANAGED_RAILS_KEYS, the list that also refuses gitlab.rails keys, and must hold every
+        // gitlab_rails key the program writes on any node. Its other settings (nginx['enable'] = false,
+        // puma['enable'] = false, ...) no stack setting can reach on that node, and managing them would
+        // refuse them for the Rails nodes, where they are the stack's to set.
+        const gitalyNodeWritten = settingsOf(renderGitalyRb({ nodeName: "gitaly1", internalApiUrl: "https://gitlab.example.com", port: 8075, token: "t", shellSecret: "s", omnibus: {} }));
+        const reachable = (name: string) => (GITALY_NODE_OMNIBUS as readonly string[]).includes(name) || name === "gitlab_rails";
+        for (const [name, key] of gitalyNodeWritten.filter(([name]) => reachable(name))) written.add(`${name}.${key}`);
+        // The rule is not vacuous: it keeps the Gitaly node's own settings, and leaves out what only it turns off.
+        assert.ok(written.has("gitaly.configuration") && written.has("gitlab_rails.internal_api_url") && written.has("gitlab_rails.rake_cache_clear"));
+        assert.ok(gitalyNodeWritten.some(([name, key]) => name === "puma" && key === "enable"));
         const managed = Object.entries(MANAGED_OMNIBUS_SETTINGS).flatMap(([name, keys]) => keys.map(k => `${name}.${k}`));
         assert.deepEqual([...written].sort(), [...managed].sort());
+        assert.deepEqual(MANAGED_OMNIBUS_SETTINGS.gitlab_rails, MANAGED_RAILS_KEYS);
     });
 
     it("refuses top-level names Omnibus does not know, or that take no ['key'] settings, with the reason", () => {
@@ -178,7 +198,10 @@ describe("gitlab.omnibus: any Omnibus setting, nested, loaded back by Ruby exact
             assert.match(omnibusSettingProblems({ [name!]: { [key!]: "/data/x" } })[0]?.message ?? "", /^would move data off \/var\/opt\/gitlab\/.*, where the program mounts the NFS share/, key);
         }
         assert.match(omnibusSettingProblems({ gitlab_rails: { backup_path: "/data/backups" } })[0]?.message ?? "", /backup and restore scripts/);
-        assert.match(omnibusSettingProblems({ gitlab_rails: { repositories_storages: { default: { gitaly_address: "tcp://x:8075" } } } })[0]?.message ?? "", /own Gitaly/);
+        // The repository storages are the program's now (the Gitaly node's address, or Omnibus's default): managed, not refused.
+        assert.equal(REFUSED_OMNIBUS_SETTINGS.gitlab_rails?.repositories_storages, undefined);
+        assert.deepEqual(omnibusSettingProblems({ gitlab_rails: { repositories_storages: { default: { gitaly_address: "tcp://x:8075" } } } }).map(p => p.message),
+            ["is set by the program (from the cluster's topology and generated secrets) and cannot be overridden"]);
         for (const [name, keys] of Object.entries(REFUSED_OMNIBUS_SETTINGS)) {
             for (const key of Object.keys(keys)) assert.throws(() => renderGitlabRb(input({ omnibus: { [name]: { [key]: "x" } } })), new RegExp(`^Error: gitlab\\.omnibus\\.${name}\\.${key}: `));
         }

@@ -1,4 +1,4 @@
-// Golden files: the whole review tree of the three-node example, so a change to any file
+// Golden files: the whole review tree of the three-node example and of its Gitaly layout, so a change to any file
 // pushed to a host shows up as a diff under tests/golden/. Refresh with UPDATE_GOLDEN=1 npm test.
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -6,9 +6,9 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { evaluate } from "../../scripts/evaluate";
 import { renderTree, writeTree } from "../../scripts/renderStack";
-import { threeNodeConfig } from "../fixtures";
+import { gitalyConfig, threeNodeConfig } from "../fixtures";
 
-const GOLDEN = path.join(__dirname, "..", "..", "..", "tests", "golden", "three-node");
+const GOLDEN_ROOT = path.join(__dirname, "..", "..", "..", "tests", "golden");
 
 function readTree(dir: string, prefix = ""): Map<string, string> {
     const files = new Map<string, string>();
@@ -22,12 +22,15 @@ function readTree(dir: string, prefix = ""): Map<string, string> {
 }
 
 describe("golden files", () => {
-    it("the three-node review tree matches tests/golden/three-node", async () => {
-        const e = await evaluate(threeNodeConfig(), { passwordFor: name => `[generated ${name}]` });
+    for (const [example, config] of [["three-node", threeNodeConfig], ["gitaly", gitalyConfig]] as const) {
+    it(`the ${example} review tree matches tests/golden/${example}`, async () => {
+        const GOLDEN = path.join(GOLDEN_ROOT, example);
+        const e = await evaluate(config(), { passwordFor: name => `[generated ${name}]` });
         const tree = renderTree(e);
         if (process.env.UPDATE_GOLDEN === "1") writeTree(GOLDEN, tree);
         const golden = readTree(GOLDEN);
         assert.deepEqual([...tree.keys()].sort(), [...golden.keys()].sort(), "the set of files differs: run UPDATE_GOLDEN=1 npm test and review the diff");
         for (const [file, content] of tree) assert.equal(content, golden.get(file), `${file} differs: run UPDATE_GOLDEN=1 npm test and review the diff`);
     });
+    }
 });

@@ -5,7 +5,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
-import { ConfigError, DEFAULT_IMAGES, isPinnedImage, parseClusterConfig, secretFlagsOf, secretLeaves } from "../../components/config";
+import { ConfigError, configWarnings, DEFAULT_IMAGES, isPinnedImage, parseClusterConfig, secretFlagsOf, secretLeaves } from "../../components/config";
 import { evaluate } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
 import { tempDir } from "../support/readers";
@@ -17,7 +17,8 @@ const stackFile = (stack: string) => path.join(root, `Pulumi.${stack}.yaml`);
 /**
  * The repository's own stack files. A file is the repository's own by its name: these three carry
  * the README's promises (dev is one local node; staging and prod are multi-node, pin every host key,
- * take the deploy key from the agent, serve TLS). Any other Pulumi.<stack>.yaml is a user's own:
+ * take the deploy key from the agent, serve TLS; prod keeps its repositories on a Gitaly host and its
+ * share on a storage host). Any other Pulumi.<stack>.yaml is a user's own:
  * it gets the checks every stack gets, and none of these promises. (To break a promise of one of
  * these three on purpose, give your stack its own name.)
  */
@@ -81,6 +82,25 @@ describe("stack files", () => {
             assert.ok(e.config.roles.nfsServer !== undefined, `${stack}: an NFS server`);
         });
     }
+
+    // Prod is the README's example of GitLab's supported layout ("Repository storage: Gitaly").
+    it("prod (the repository's own): repositories on a Gitaly host of their own, the share on a storage host that runs no GitLab, no storage warning", async () => {
+        const file = readStackFile(stackFile("prod"));
+        const e = await evaluate(file.config, { stack: "prod", secretKeys: file.secretKeys });
+        const { gitaly, nfsServer, gitlab } = e.config.roles;
+        assert.ok(gitaly !== undefined && nfsServer !== undefined, "prod sets roles.gitaly and roles.nfsServer");
+        assert.ok(!gitlab.includes(gitaly) && !gitlab.includes(nfsServer) && gitaly !== nfsServer, `prod: gitaly ${gitaly}, nfsServer ${nfsServer}, gitlab ${gitlab.join(", ")}`);
+        assert.deepEqual(configWarnings(e.config).filter(w => w.includes("roles.gitaly")), [], "no warning about repositories on NFS");
+        // What runs where: Gitaly's container on its host, no container on the storage host, which exports the share without git-data.
+        const hostOf = (r: { provider: string }) => e.facts.providerHosts.get(r.provider);
+        const containers = e.resources.filter(r => r.type === "docker:index/container:Container");
+        assert.deepEqual(containers.filter(c => hostOf(c) === gitaly).map(c => c.name), ["gitlab-gitaly"]);
+        assert.deepEqual(containers.filter(c => hostOf(c) === nfsServer).map(c => c.name), []);
+        assert.equal(e.facts.commands.get("gitlab-nfs-export")?.host, nfsServer);
+        const exportScript = String(e.byName("gitlab-nfs-export").inputs.create);
+        assert.match(exportScript, /uploads/);
+        assert.doesNotMatch(exportScript, /git-data/, "with Gitaly the share carries no repositories");
+    });
 
     for (const stack of ["staging", "prod"]) {
         it(`${stack}: every host pins its key, keys are secrets, TLS for https`, () => {

@@ -1,0 +1,24 @@
+#!/bin/sh
+set -eu
+# gitlab.rb sha256 3c40f10c378a8208cfb175424bf4b2faf606a5f3736c09d976a9f0afe9d03ec2
+echo "reconfiguring gitlab-gitlab-app1"
+docker exec gitlab-gitlab-app1 gitlab-ctl reconfigure
+deadline=$(( $(date +%s) + 1200 ))
+last=0
+while :; do
+    if docker exec gitlab-gitlab-app1 curl -fsS --max-time 10 -o /dev/null http://127.0.0.1/-/readiness 2>/dev/null; then
+        echo "gitlab-gitlab-app1 is ready"
+        exit 0
+    fi
+    now=$(date +%s)
+    if [ "$now" -ge "$deadline" ]; then
+        echo "gitlab-gitlab-app1 did not answer /-/readiness within 1200s; see: docker logs gitlab-gitlab-app1" >&2
+        docker ps -a --filter name=gitlab-gitlab-app1 --format '{{.Names}}: {{.Status}}' >&2 || true
+        exit 1
+    fi
+    if [ $(( now - last )) -ge 30 ]; then
+        echo "waiting for gitlab-gitlab-app1 /-/readiness ($(( deadline - now ))s left)"
+        last=$now
+    fi
+    sleep 5
+done

@@ -1,0 +1,21 @@
+#!/bin/sh
+set -eu
+deadline=$(( $(date +%s) + 1200 ))
+last=0
+while :; do
+    if docker exec gitlab-gitlab-app2 curl -fsS --max-time 10 -o /dev/null http://127.0.0.1/-/readiness 2>/dev/null; then
+        echo "gitlab-gitlab-app2 is ready"
+        exit 0
+    fi
+    now=$(date +%s)
+    if [ "$now" -ge "$deadline" ]; then
+        echo "gitlab-gitlab-app2 did not answer /-/readiness within 1200s; see: docker logs gitlab-gitlab-app2" >&2
+        docker ps -a --filter name=gitlab-gitlab-app2 --format '{{.Names}}: {{.Status}}' >&2 || true
+        exit 1
+    fi
+    if [ $(( now - last )) -ge 30 ]; then
+        echo "waiting for gitlab-gitlab-app2 /-/readiness ($(( deadline - now ))s left)"
+        last=$now
+    fi
+    sleep 5
+done

@@ -1,0 +1,1 @@
+echo "gitlab-gitlab-app2: gitlab.rb applied by the container's first start"

@@ -1,0 +1,1 @@
+docker exec -i -u postgres gitlab-postgres psql -X -q -d postgres -f -

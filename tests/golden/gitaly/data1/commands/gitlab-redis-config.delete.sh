@@ -1,0 +1,1 @@
+rm -f /srv/gitlab-cluster/redis/conf/redis.conf

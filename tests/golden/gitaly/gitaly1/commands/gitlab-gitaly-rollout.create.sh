@@ -1,0 +1,1 @@
+echo "gitlab-gitaly: gitlab.rb applied by the container's first start"
