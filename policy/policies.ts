@@ -1,6 +1,7 @@
-// The cluster's policies. Each check is a pure function of a resource's type and inputs that
-// returns its violations (empty: compliant), so the tests run it on the resources of a real
-// evaluation; the policy objects below only hand the engine's resources to the checks.
+// The cluster's policies. Each check is a pure function of a resource's type and inputs (or, for
+// the stack checks, of every resource as plain data) that returns its violations (empty:
+// compliant), so the tests run it on the resources of a real evaluation; the policy objects below
+// only hand the engine's resources to the checks.
 // Self-contained on purpose: the pack runs from policy/ with its own node_modules.
 import type { PolicyResource, ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 
@@ -65,18 +66,23 @@ export function checkRestartAndHealthcheck(type: string, props: Props): string[]
     return problems;
 }
 
-// ---- (c) database ports stay off public interfaces
+// ---- (c) data ports stay off public interfaces
 
-export const INTERNAL_ONLY_PORTS: Readonly<Record<number, string>> = { 5432: "PostgreSQL", 6379: "Redis" };
+/** Ports that are a data service's wherever they are published: PostgreSQL's, Redis's and Gitaly's defaults. */
+export const INTERNAL_ONLY_PORTS: Readonly<Record<number, string>> = { 5432: "PostgreSQL", 6379: "Redis", 8075: "Gitaly" };
 
 /** Reads a property that may be unknown during a preview (the engine's proxy then throws): undefined. */
 function known<T>(read: () => T): T | undefined {
     try {
         return read();
     } catch (e) {
-        if ((e as Error).constructor?.name === "UnknownValueError") return undefined;
+        if (isUnknown(e)) return undefined;
         throw e;
     }
+}
+
+function isUnknown(e: unknown): boolean {
+    return (e as Error | undefined)?.constructor?.name === "UnknownValueError";
 }
 
 /** Whether an address, as Docker takes a port's `ip`, means every interface: none, 0.0.0.0, ::, [::], ::0, 0:0:...:0. */
@@ -87,12 +93,12 @@ export function isAllInterfaces(ip: string | undefined): boolean {
     return a.includes(":") && !a.includes(".") && /^[0:]+$/.test(a); // every IPv6 spelling of ::
 }
 
-/** How a PostgreSQL or Redis container gives itself away, field by field. */
+/** How a PostgreSQL, Redis or Gitaly container gives itself away, field by field. */
 const SERVICES: readonly {
     readonly name: string;
     /** The image repository's last component, without tag or digest. */
     readonly image: RegExp;
-    /** The container's name ends in its role (`gitlab-postgres`). */
+    /** The container's name ends in its role (`gitlab-postgres`, `gitlab-gitaly`). */
     readonly containerName: RegExp;
     /** The program it runs: the first word of its command or entrypoint. */
     readonly program: RegExp;
@@ -109,13 +115,21 @@ const SERVICES: readonly {
         name: "Redis", image: /^(redis(-stack(-server)?)?|valkey|keydb)$/, containerName: /(^|[-_])(redis|valkey|keydb)$/,
         program: /^(.*\/)?(redis|valkey|keydb)-server$/, health: /\b(redis|valkey|keydb)-cli\b/,
     },
+    {
+        // The Omnibus image with only Gitaly running (`gitlab-ctl status gitaly` is its health), or
+        // GitLab's cloud-native Gitaly image (registry.gitlab.com/gitlab-org/build/cng/gitaly).
+        // Its image is GitLab's own, as the Rails nodes': what it serves is read from its gitlab.rb,
+        // by the stack policy no-public-gitaly-port (gitalyServers below).
+        name: "Gitaly", image: /^gitaly$/, containerName: /(^|[-_])gitaly$/,
+        program: /^(.*\/)?gitaly$/, env: /^GITALY_[A-Z0-9_]*=/, health: /\bgitaly\b/,
+    },
 ];
 
 /**
- * What database a container is, if any, by what it is rather than its port: its image (a
+ * What data service a container is, if any, by what it is rather than its port: its image (a
  * Container holds an image ID once pulled, so also:) its name, program, environment and healthcheck.
  */
-export function databaseService(props: Props): string | undefined {
+export function dataService(props: Props): string | undefined {
     const read = (get: () => unknown) => strings(known(get));
     const image = read(() => props.image)[0] ?? "";
     const repo = image.startsWith("sha256:") ? "" : image.replace(/@.*$/, "").replace(/:[^/]*$/, "").split("/").pop() ?? "";
@@ -127,18 +141,228 @@ export function databaseService(props: Props): string | undefined {
         || (s.env !== undefined && envs.some(e => s.env!.test(e))) || s.health.test(health))?.name;
 }
 
-/** PostgreSQL and Redis containers (by what they are, whatever their ports) publish on one address, never on every interface. */
+interface PublishedPort { readonly internal?: number; readonly external?: number; readonly ip?: string }
+
+function publishedPorts(props: Props): PublishedPort[] {
+    const ports = known(() => props.ports);
+    return Array.isArray(ports) ? ports as PublishedPort[] : [];
+}
+
+const portProblem = (what: string, port: PublishedPort, ip: string | undefined) =>
+    `${what} port ${port.internal} is published on ${ip ? ip : "every interface (no ip)"} (host port ${port.external ?? "random"}): publish it on the host's private address only`;
+
+/** PostgreSQL, Redis and Gitaly containers (by what they are, whatever their ports) publish on one address, never on every interface. */
 export function checkDatabasePorts(type: string, props: Props): string[] {
     if (type !== CONTAINER) return [];
-    const ports = known(() => props.ports);
-    if (!Array.isArray(ports)) return [];
-    const service = databaseService(props);
+    const service = dataService(props);
     const problems: string[] = [];
-    for (const port of ports as { internal?: number; external?: number; ip?: string }[]) {
+    for (const port of publishedPorts(props)) {
         const what = service ?? INTERNAL_ONLY_PORTS[port.internal ?? -1];
         const ip = known(() => port.ip);
-        if (what !== undefined && isAllInterfaces(ip)) {
-            problems.push(`${what} port ${port.internal} is published on ${ip ? ip : "every interface (no ip)"} (host port ${port.external ?? "random"}): publish it on the host's private address only`);
+        if (what !== undefined && isAllInterfaces(ip)) problems.push(portProblem(what, port, ip));
+    }
+    return problems;
+}
+
+// ---- (g) Gitaly known by its gitlab.rb, (h) data ports behind the host firewall: checks of the whole stack
+
+/** A resource as the stack checks see it: the engine's PolicyResource, reduced to plain data. */
+export interface StackResource {
+    readonly urn: string;
+    readonly name: string;
+    readonly type: string;
+    readonly props: Props;
+    /** The `host` of its Docker provider (`ssh://user@address:22`, `unix:///var/run/docker.sock`), for a Docker resource. */
+    readonly dockerHost?: string;
+    /** URNs it waits for: dependsOn and the resources whose outputs it takes. */
+    readonly dependencies: readonly string[];
+}
+
+/** The engine's resources as the stack checks take them. */
+export function stackResources(resources: readonly PolicyResource[]): StackResource[] {
+    return resources.map(r => ({
+        urn: r.urn, name: r.name, type: r.type, props: r.props,
+        dockerHost: strings(known(() => r.provider?.props?.host))[0],
+        dependencies: (r.dependencies ?? []).map(d => d.urn),
+    }));
+}
+
+/** A stack check's finding: the resource it concerns and what is wrong. */
+export interface StackViolation { readonly urn: string; readonly name: string; readonly message: string }
+
+/** Where a resource acts: a remote host's address, `local` (the machine running Pulumi), or undefined when it cannot be told. */
+export function hostOf(r: StackResource): string | undefined {
+    if (COMMAND_TYPES.includes(r.type)) {
+        const host = strings(known(() => (known(() => r.props.connection) as Props | undefined)?.host))[0];
+        return host !== undefined ? host.replace(/^\[(.*)\]$/, "$1") : r.type === "command:local:Command" ? "local" : undefined;
+    }
+    const docker = r.dockerHost;
+    if (docker === undefined) return undefined;
+    const ssh = /^(?:ssh|tcp|https?):\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]+)/.exec(docker);
+    if (ssh) return ssh[1]!.replace(/^\[(.*)\]$/, "$1");
+    return /^(unix|npipe):\/\//.test(docker) ? "local" : undefined;
+}
+
+/** The brace-balanced text after `open` (which ends in `{`), without the closing brace. */
+function braced(text: string, open: number): string {
+    let depth = 1;
+    for (let i = open; i < text.length; i++) {
+        if (text[i] === "{") depth++;
+        else if (text[i] === "}" && --depth === 0) return text.slice(open, i);
+    }
+    return text.slice(open);
+}
+
+/**
+ * The TCP ports a gitlab.rb makes Gitaly listen on: `listen_addr` and `tls_listen_addr` of
+ * `gitaly['configuration'] = { ... }` (symbol or string keys), `gitaly['configuration'][:listen_addr] = ...`,
+ * and the older `gitaly['listen_addr'] = ...`. Not `prometheus_listen_addr`, nor other services' listen_addr.
+ */
+export function gitalyListenPorts(rb: string): number[] {
+    const addresses: string[] = [];
+    const key = String.raw`(?<![A-Za-z0-9_])(?:tls_)?listen_addr`;
+    const value = String.raw`\s*['"]([^'"]*)['"]`;
+    for (const m of rb.matchAll(new RegExp(String.raw`\bgitaly\[\s*['"]${key}['"]\s*\]\s*=${value}`, "g"))) addresses.push(m[1]!);
+    for (const m of rb.matchAll(new RegExp(String.raw`\bgitaly\[\s*['"]configuration['"]\s*\]\s*\[\s*(?::|['"])${key}['"]?\s*\]\s*=${value}`, "g"))) addresses.push(m[1]!);
+    for (const m of rb.matchAll(/\bgitaly\[\s*['"]configuration['"]\s*\]\s*=\s*\{/g)) {
+        const block = braced(rb, m.index + m[0].length);
+        for (const v of block.matchAll(new RegExp(String.raw`['":]?${key}['"]?\s*(?::|=>)${value}`, "g"))) addresses.push(v[1]!);
+    }
+    return [...new Set(addresses.map(a => Number(/:(\d+)$/.exec(a.trim())?.[1])).filter(p => Number.isInteger(p) && p > 0))];
+}
+
+/** The host directory a container mounts at /etc/gitlab: where its gitlab.rb is. */
+function omnibusConfigDir(props: Props): string | undefined {
+    const volumes = known(() => props.volumes);
+    if (!Array.isArray(volumes)) return undefined;
+    const v = (volumes as { containerPath?: string; hostPath?: string }[]).find(x => known(() => x.containerPath)?.replace(/\/+$/, "") === "/etc/gitlab");
+    return known(() => v?.hostPath)?.replace(/\/+$/, "");
+}
+
+/**
+ * Containers that serve Gitaly over TCP according to the gitlab.rb they run with: the file a
+ * command on the same host writes into the directory mounted at /etc/gitlab (the command's stdin,
+ * or the script itself), or GITLAB_OMNIBUS_CONFIG. By what the container is configured to do,
+ * not by its name, image or port: the Omnibus image is the Rails nodes' image too.
+ */
+export function gitalyServers(resources: readonly StackResource[]): { container: StackResource; ports: number[] }[] {
+    const servers: { container: StackResource; ports: number[] }[] = [];
+    const commands = resources.filter(r => COMMAND_TYPES.includes(r.type));
+    for (const c of resources.filter(r => r.type === CONTAINER)) {
+        const texts = strings(known(() => c.props.envs)).filter(e => e.startsWith("GITLAB_OMNIBUS_CONFIG=")).map(e => e.slice(e.indexOf("=") + 1));
+        const dir = omnibusConfigDir(c.props);
+        const host = hostOf(c);
+        if (dir !== undefined && host !== undefined) {
+            const file = `${dir}/gitlab.rb`;
+            for (const cmd of commands.filter(x => hostOf(x) === host)) {
+                const scripts = ["create", "update"].flatMap(step => strings(known(() => cmd.props[step])));
+                if (scripts.some(s => s.includes(file))) texts.push(...scripts, ...strings(known(() => cmd.props.stdin)));
+            }
+        }
+        const ports = [...new Set(texts.flatMap(gitalyListenPorts))];
+        if (ports.length > 0) servers.push({ container: c, ports });
+    }
+    return servers;
+}
+
+/** A container configured (by its gitlab.rb) to serve Gitaly publishes that port on one address, never on every interface. */
+export function checkGitalyPorts(resources: readonly StackResource[]): StackViolation[] {
+    const problems: StackViolation[] = [];
+    for (const { container, ports } of gitalyServers(resources)) {
+        for (const port of publishedPorts(container.props).filter(p => ports.includes(p.internal ?? -1))) {
+            const ip = known(() => port.ip);
+            if (isAllInterfaces(ip)) problems.push({ urn: container.urn, name: container.name, message: `${portProblem("Gitaly", port, ip)} (gitlab.rb makes it Gitaly's listen_addr)` });
+        }
+    }
+    return problems;
+}
+
+/** One host firewall a command installs: a jump for an address:port into a chain, and that chain's rules (one list per iptables-restore table it writes, e.g. IPv6 and IPv4). */
+interface FirewallRule { readonly command: StackResource; readonly chain: string; readonly rules: string[][] }
+
+/** The chains a command's script jumps to from DOCKER-USER for `ip:port` (conntrack's original destination), with their rules. */
+function firewallsFor(command: StackResource, ip: string, port: number): FirewallRule[] {
+    // Read as it is: a script not known in this preview throws, and the container is checked on the next.
+    const script = strings(command.props.create).join("\n");
+    const bare = ip.replace(/^\[(.*)\]$/, "$1");
+    const chains = new Set<string>();
+    for (const m of script.matchAll(/-[IA]\s+DOCKER-USER\b([^\n']*?)-j\s+([A-Za-z0-9_-]+)/g)) {
+        const match = m[1]!;
+        const dst = /--ctorigdst\s+(\S+)/.exec(match)?.[1]?.replace(/\/(32|128)$/, "");
+        const dport = /--ctorigdstport\s+(\d+)/.exec(match)?.[1];
+        if (dst === bare && Number(dport) === port) chains.add(m[2]!);
+    }
+    return [...chains].map(chain => {
+        // Each table that declares the chain (`:CHAIN - [0:0]`), up to its COMMIT; rules appended elsewhere count as one more.
+        const tables = script.split(new RegExp(String.raw`^:${chain}\s`, "m"));
+        const rulesOf = (text: string) => [...text.matchAll(new RegExp(String.raw`-A\s+${chain}\s+([^\n']*)`, "g"))].map(r => r[1]!.trim());
+        const rules = [rulesOf(tables[0]!), ...tables.slice(1).map(t => rulesOf(t.split(/^COMMIT\b/m)[0]!))].filter(r => r.length > 0);
+        const outside = tables.slice(1).flatMap(t => rulesOf(t.split(/^COMMIT\b/m).slice(1).join("\n")));
+        return { command, chain, rules: outside.length > 0 ? [...rules, outside] : rules.length > 0 ? rules : [[]] };
+    });
+}
+
+/** What is wrong with a chain: an allowed source that is everyone, or no final drop. Empty: it admits named sources only. */
+function chainProblems(rules: readonly string[]): string[] {
+    const problems: string[] = [];
+    for (const rule of rules.filter(r => /-j\s+(RETURN|ACCEPT)\b/.test(r))) {
+        const source = /(?:^|\s)(!\s+)?-s\s+(\S+)/.exec(rule);
+        if (!source || source[1] !== undefined || source[2]!.split(",").some(isWorldRange)) problems.push(`admits ${source ? `"${rule}"` : "every source"}`);
+    }
+    if (!/^-j\s+(DROP|REJECT)\b/.test(rules[rules.length - 1] ?? "")) problems.push("does not end in a DROP of every other source");
+    return problems;
+}
+
+/**
+ * Every published port of a data container (PostgreSQL, Redis, Gitaly, by what it is or by its
+ * gitlab.rb) on a remote host is behind a host firewall on that host: a DOCKER-USER jump for its
+ * address and host port into a chain that admits named sources only and drops the rest, installed
+ * before the container starts (the container depends on it). A local host (a lab on one machine)
+ * has no LAN to keep out; a port on every interface is no-public-database-port's.
+ */
+export function checkDataPortsFirewalled(resources: readonly StackResource[]): StackViolation[] {
+    const problems: StackViolation[] = [];
+    const byUrn = new Map(resources.map(r => [r.urn, r]));
+    const waitsFor = (from: StackResource, urn: string): boolean => {
+        const seen = new Set<string>();
+        const todo = [...from.dependencies];
+        while (todo.length > 0) {
+            const next = todo.pop()!;
+            if (next === urn) return true;
+            if (seen.has(next)) continue;
+            seen.add(next);
+            todo.push(...(byUrn.get(next)?.dependencies ?? []));
+        }
+        return false;
+    };
+    const gitaly = new Map(gitalyServers(resources).map(s => [s.container.urn, s.ports]));
+    const commands = resources.filter(r => COMMAND_TYPES.includes(r.type));
+    for (const c of resources.filter(r => r.type === CONTAINER)) {
+        try {
+            const host = hostOf(c);
+            if (host === "local") continue;
+            const service = dataService(c.props);
+            for (const port of publishedPorts(c.props)) {
+                const what = service ?? (gitaly.get(c.urn)?.includes(port.internal ?? -1) ? "Gitaly" : INTERNAL_ONLY_PORTS[port.internal ?? -1]);
+                const ip = known(() => port.ip);
+                if (what === undefined || isAllInterfaces(ip) || port.external === undefined) continue;
+                const at = `${what} port ${port.internal} published on ${ip}:${port.external}`;
+                const report = (message: string) => problems.push({ urn: c.urn, name: c.name, message: `${at} ${message}` });
+                if (host === undefined) { report("is on a host the policy cannot tell (no Docker provider host): cannot check its firewall"); continue; }
+                const firewalls = commands.filter(x => hostOf(x) === host).flatMap(x => firewallsFor(x, ip!, port.external!));
+                if (firewalls.length === 0) {
+                    report(`has no host firewall on ${host}: install one that admits only the GitLab hosts (a DOCKER-USER jump for ${ip}:${port.external} into a chain that drops every other source)`);
+                    continue;
+                }
+                for (const f of firewalls) {
+                    for (const p of [...new Set(f.rules.flatMap(chainProblems))]) report(`is behind firewall chain ${f.chain} (${f.command.name}), which ${p}: admit the GitLab hosts' addresses only`);
+                }
+                if (!firewalls.some(f => waitsFor(c, f.command.urn))) {
+                    report(`starts before its host firewall (${firewalls.map(f => f.command.name).join(", ")}) is installed: make the container depend on it`);
+                }
+            }
+        } catch (e) {
+            if (!isUnknown(e)) throw e; // not known in this preview: checked on the next
         }
     }
     return problems;
@@ -185,31 +409,49 @@ export function checkNfsExports(type: string, props: Props): string[] {
 export const SECRET_PATTERNS: readonly { readonly what: string; readonly pattern: RegExp }[] = [
     { what: "a PEM private key", pattern: /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/ },
     { what: "a Redis requirepass", pattern: /\brequirepass\s+(?!["']?\$)\S/i },
-    { what: "a GitLab secret setting", pattern: /\[\s*['"](?:db_password|redis_password|initial_root_password|smtp_password|bind_password|password|secret_key_base|db_key_base|otp_key_base|encrypted_settings_key_base|openid_connect_signing_key)['"]\s*\]\s*=\s*['"][^'"]/ },
+    { what: "a GitLab secret setting", pattern: /\[\s*['"](?:db_password|redis_password|initial_root_password|smtp_password|bind_password|password|secret_key_base|db_key_base|otp_key_base|encrypted_settings_key_base|openid_connect_signing_key|gitaly_token|secret_token|auth_token|token)['"]\s*\]\s*=\s*['"][^'"]/ },
+    // gitaly['configuration'] = { auth: { token: '...' } } is a password assignment (below); the same with string keys is this.
+    { what: "a secret in a Ruby hash", pattern: /(?:password|passwd|secret|token)['"]?\s*=>\s*['"](?!\$)[^'"]/i },
     { what: "a password assignment", pattern: /[A-Za-z0-9_.-]*(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*(?!["']?\$)["']?[^\s"'$]{3}/i },
     { what: "a password option", pattern: /--(?:password|passwd|token|secret)(?:=|\s+)(?!["']?\$)["']?[^\s"'$-]/i },
     { what: "a SQL PASSWORD literal", pattern: /\bPASSWORD\s+'[^']+'/i },
 ];
 
-/** The plain-text inputs a secret must not be in, by field name (`envs[1]`, `create`, ...). */
+/**
+ * The plain-text inputs a secret must not be in, by field name (`envs[1]`, `create`, ...): what
+ * `docker inspect`, `ps`, the host's audit log and the provider's output show, and files a
+ * container gets through its plain `uploads` rather than a command's stdin.
+ */
 export function plainTextFields(type: string, props: Props): [string, string][] {
     const fields: [string, string][] = [];
     if (type === CONTAINER) {
         strings(props.envs).forEach((v, i) => fields.push([`envs[${i}]`, v]));
         // Joined, so `--requirepass value` split over two arguments is seen as one.
-        if (strings(props.command).length > 0) fields.push(["command", strings(props.command).join(" ")]);
+        for (const field of ["command", "entrypoints"]) if (strings(props[field]).length > 0) fields.push([field, strings(props[field]).join(" ")]);
+        const health = strings((props.healthcheck as Props | undefined)?.tests);
+        if (health.length > 0) fields.push(["healthcheck", health.join(" ")]);
         if (Array.isArray(props.labels)) {
             (props.labels as { label?: string; value?: string }[]).forEach((l, i) => fields.push([`labels[${i}]`, `${l.label ?? ""}=${l.value ?? ""}`]));
         }
+        if (Array.isArray(props.uploads)) {
+            (props.uploads as { file?: string; content?: string; contentBase64?: string }[]).forEach((u, i) => {
+                if (typeof u.content === "string") fields.push([`uploads[${i}] (${u.file ?? "?"})`, u.content]);
+                if (typeof u.contentBase64 === "string") fields.push([`uploads[${i}] (${u.file ?? "?"})`, Buffer.from(u.contentBase64, "base64").toString("utf8")]);
+            });
+        }
     } else if (COMMAND_TYPES.includes(type)) {
         for (const step of ["create", "update", "delete"]) strings(props[step]).forEach(v => fields.push([step, v]));
+        const environment = props.environment;
+        if (environment !== null && typeof environment === "object" && !Array.isArray(environment)) {
+            for (const [k, v] of Object.entries(environment as Props)) if (typeof v === "string") fields.push([`environment.${k}`, `${k}=${v}`]);
+        }
     }
     return fields;
 }
 
 /**
  * Secrets in plain text: values that look like secrets, and any of `secretValues` (what the
- * engine holds as secret elsewhere in the stack). Messages never repeat the value.
+ * engine holds as secret elsewhere in the stack), each reported on its own. Messages never repeat the value.
  */
 export function checkPlainTextSecrets(type: string, props: Props, secretValues: readonly string[] = []): string[] {
     const problems: string[] = [];
@@ -217,7 +459,8 @@ export function checkPlainTextSecrets(type: string, props: Props, secretValues: 
     for (const [field, value] of plainTextFields(type, props)) {
         const found = SECRET_PATTERNS.find(p => p.pattern.test(value));
         if (found) problems.push(`${field} holds ${found.what} in plain text: send it as a secret (stdin, or a 0600 file)`);
-        else if (secrets.some(s => value.includes(s))) problems.push(`${field} holds a value the stack keeps as a secret, in plain text: send it as a secret (stdin, or a 0600 file)`);
+        // Both, when both: each policy (by shape, by the stack's values) then refuses it on its own.
+        if (secrets.some(s => value.includes(s))) problems.push(`${field} holds a value the stack keeps as a secret, in plain text: send it as a secret (stdin, or a 0600 file)`);
     }
     return problems;
 }
@@ -326,7 +569,7 @@ const resourcePolicy = (name: string, description: string, check: (type: string,
 
 const noEngineSecretsInPlainText: StackValidationPolicy = {
     name: "no-stack-secret-in-plain-text",
-    description: "No generated password or SSH credential of the stack appears in a container's envs/command/labels or a command's scripts.",
+    description: "No generated password or token (the Gitaly token, gitlab-shell's secret) or SSH credential of the stack appears in a container's envs/command/entrypoints/healthcheck/labels/uploads or a command's scripts or environment.",
     enforcementLevel: "mandatory",
     validateStack: (args, reportViolation) => {
         const secrets = secretValuesOf(args.resources);
@@ -340,12 +583,19 @@ const noEngineSecretsInPlainText: StackValidationPolicy = {
     },
 };
 
+const stackPolicy = (name: string, description: string, check: (resources: readonly StackResource[]) => StackViolation[]): StackValidationPolicy => ({
+    name, description, enforcementLevel: "mandatory",
+    validateStack: (args, reportViolation) => { for (const v of check(stackResources(args.resources))) reportViolation(v.message, v.urn); },
+});
+
 export const policies: (ResourceValidationPolicy | StackValidationPolicy)[] = [
     resourcePolicy("no-floating-image-tag", "Images (docker.RemoteImage, docker.Container) are pinned to a release tag or digest, never 'latest' or untagged.", checkPinnedImage),
     resourcePolicy("container-restart-and-healthcheck", "Every docker.Container has a restart policy other than 'no' and a healthcheck.", checkRestartAndHealthcheck),
-    resourcePolicy("no-public-database-port", "No PostgreSQL or Redis container (known by its image, name, command, environment or healthcheck) publishes any port on 0.0.0.0, :: or without an address.", checkDatabasePorts),
+    resourcePolicy("no-public-database-port", "No PostgreSQL, Redis or Gitaly container (known by its image, name, command, environment or healthcheck) publishes any port, nor any container port 5432, 6379 or 8075, on 0.0.0.0, :: or without an address.", checkDatabasePorts),
+    stackPolicy("no-public-gitaly-port", "A container whose gitlab.rb (the file a command writes into its /etc/gitlab mount, or GITLAB_OMNIBUS_CONFIG) makes Gitaly listen on TCP publishes that port on one address, never 0.0.0.0, :: or without an address.", checkGitalyPorts),
+    stackPolicy("data-port-firewalled", "Every published port of a PostgreSQL, Redis or Gitaly container on a remote host is behind a host firewall there (a DOCKER-USER jump for its address:port into a chain that admits named sources only and drops the rest), installed before the container starts.", checkDataPortsFirewalled),
     resourcePolicy("nfs-export-names-clients", "The NFS export never names '*' (or 0.0.0.0/0): only the GitLab hosts.", checkNfsExports),
-    resourcePolicy("no-plain-text-secret", "No private key, password or secret setting in container envs/command/labels or command create/update/delete.", (type, props) => checkPlainTextSecrets(type, props)),
+    resourcePolicy("no-plain-text-secret", "No private key, password, token or secret setting in container envs/command/entrypoints/healthcheck/labels/uploads or command create/update/delete/environment.", (type, props) => checkPlainTextSecrets(type, props)),
     noEngineSecretsInPlainText,
     resourcePolicy("monitoring-allowlist-not-open", "gitlab_rails['monitoring_whitelist'] in gitlab.rb never contains 0.0.0.0/0.", checkMonitoringAllowlist),
 ];

@@ -2,18 +2,23 @@
 // wrong types, unknown keys, bad addresses, unknown hosts, empty lists, odd strings, numbers out
 // of range, nested nulls, and valid changes). Each either evaluates cleanly or is refused with a
 // ConfigError whose every problem names its key path — never a TypeError — and a refused config
-// registers nothing. Seeded (SECURITY_SEED).
+// registers nothing. Then 300 mutations of the Gitaly layout's keys (issue 13): each accepted one
+// keeps Gitaly on its host's address, firewalled, and its token out of every plain input.
+// Seeded (SECURITY_SEED).
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
+import { isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import { CONFIG_KEYS, ConfigError, parseClusterConfig } from "../../components/config";
-import { evaluate } from "../../scripts/evaluate";
-import { testHostKey, threeNodeConfig } from "../fixtures";
+import { checkDatabasePorts, checkDataPortsFirewalled, checkGitalyPorts, isAllInterfaces, type StackResource } from "../../policy/policies";
+import { evaluate, type Evaluation } from "../../scripts/evaluate";
+import { gitalyConfig, testHostKey, threeNodeConfig } from "../fixtures";
 import { strings } from "../support/graph";
 import { loadGitlabRb, tempDir } from "../support/readers";
+import { generatedPasswords, scanForLeaks, formatLeaks } from "./leakScan";
 
 const SEED = Number(process.env.SECURITY_SEED ?? 20250917);
 const CASES = 1000;
@@ -265,5 +270,104 @@ describe(`config fuzzing: ${CASES} mutated stack configs (SECURITY_SEED=${SEED})
     it("gitlab.externalUrl hosts nginx would read as a regex or wildcard are refused", async () => {
         await gap(withUrl("https://~git.example.com"))();
         await gap(withUrl("https://*.example.com"))();
+    });
+});
+
+// ---- the Gitaly layout (issue 13): its keys mutated, and what an accepted config must keep
+
+const GITALY_CASES = 300;
+const GITALY_EVALUATED = Number(process.env.SECURITY_FUZZ_GITALY_EVALUATED ?? 12);
+const GITALY_PATHS: Key[][] = [["gitaly"], ["gitaly", "port"], ["gitaly", "dataRoot"], ["roles", "gitaly"], ["hosts", "gitaly1"], ["hosts", "gitaly1", "address"],
+    ["hosts", "gitaly1", "ssh"], ["hosts", "gitaly1", "dockerBridgeSubnet"], ["roles", "nfsServer"]];
+const gitalyMutation: fc.Arbitrary<Mutation> = fc.oneof(
+    fc.constantFrom(...GITALY_PATHS).map(p => ({ op: "delete" as const, path: p })),
+    fc.tuple(fc.constantFrom(...GITALY_PATHS), weird).map(([p, value]) => ({ op: "set" as const, path: p, value })),
+    fc.constantFrom(...GITALY_PATHS.filter(p => p.length < 3)).map(p => ({ op: "unknownKey" as const, path: p, value: "tokenx" })),
+    // Valid changes, so that many cases evaluate: another port, directory, host or address.
+    fc.integer({ min: 1, max: 65535 }).map(p => set(["gitaly", "port"], p)),
+    fc.constantFrom("/srv/gitaly", "/data/gitlab-gitaly", "/srv/gitlab-cluster/gitaly").map(d => set(["gitaly", "dataRoot"], d)),
+    fc.constantFrom("gitaly1", "data1", "edge1", "app1", "nfs1").map(h => set(["roles", "gitaly"], h)),
+    fc.constantFrom("10.0.0.31", "10.0.9.31", "192.168.7.31").map(a => set(["hosts", "gitaly1", "address"], a)),
+);
+
+/** The evaluation as the policy pack's stack checks take it. */
+function stackView(e: Evaluation): StackResource[] {
+    const byUrn = new Map(e.resources.map(r => [r.urn, r]));
+    return e.resources.map(r => ({
+        urn: r.urn, name: r.name, type: r.type, props: r.inputs as Record<string, unknown>, dependencies: r.dependencies,
+        dockerHost: r.provider ? byUrn.get(r.provider.slice(0, r.provider.lastIndexOf("::")))?.inputs.host as string | undefined : undefined,
+    }));
+}
+
+describe(`config fuzzing of the Gitaly layout: ${GITALY_CASES} mutated configs (SECURITY_SEED=${SEED})`, () => {
+    const cases = fc.sample(fc.array(gitalyMutation, { minLength: 1, maxLength: 3 }).map(mutations => {
+        const config = gitalyConfig();
+        for (const m of mutations) apply(config, m);
+        return { mutations, config: JSON.parse(JSON.stringify(config)) as Record<string, unknown> };
+    }), { seed: SEED, numRuns: GITALY_CASES });
+    const accepted: FuzzCase[] = [];
+
+    it("each is accepted, or refused with a ConfigError whose every problem names its key path", () => {
+        const failures: string[] = [];
+        let refused = 0;
+        for (const c of cases) {
+            try {
+                parseClusterConfig(c.config, secretFlags);
+                accepted.push(c);
+            } catch (err) {
+                if (!(err instanceof ConfigError)) { failures.push(`${describeCase(c)}: threw ${String(err)}`); continue; }
+                refused++;
+                const bad = err.problems.filter(p => !PROBLEM.test(p));
+                if (err.problems.length === 0 || bad.length > 0) failures.push(`${describeCase(c)}: problems without a key path: ${JSON.stringify(bad)}`);
+            }
+        }
+        console.log(`Gitaly config fuzz (seed ${SEED}): ${accepted.length} accepted, ${refused} refused with ConfigError, ${failures.length} failures`);
+        assert.deepEqual(failures.slice(0, 10), [], `SECURITY_SEED=${SEED}`);
+        assert.ok(accepted.length >= GITALY_EVALUATED && refused >= GITALY_CASES / 4, "the generator reaches both outcomes");
+    });
+
+    it(`a sample of ${GITALY_EVALUATED} accepted configs with a Gitaly node keeps it on its host's address, firewalled, and its token out of plain inputs`, async () => {
+        process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("fuzz-gitaly-keys");
+        const passwordFor = (name: string) => `FZpw${name.replace(/[^A-Za-z0-9]/g, "")}0123456789`;
+        const withGitaly = accepted.filter(c => (c.config.roles as { gitaly?: unknown }).gitaly !== undefined);
+        const step = Math.max(1, Math.floor(withGitaly.length / GITALY_EVALUATED));
+        const sample = withGitaly.filter((_, i) => i % step === 0).slice(0, GITALY_EVALUATED);
+        assert.ok(sample.length >= Math.min(GITALY_EVALUATED, 5), `${sample.length} accepted configs with a Gitaly node`);
+        const failures: string[] = [];
+        const warn = console.warn;
+        console.warn = () => undefined;
+        try {
+            for (const c of sample) {
+                const e = await evaluate(c.config, { passwordFor });
+                const gitalyHost = e.config.hosts[e.config.roles.gitaly!]!;
+                const ports = e.byName("gitlab-gitaly").inputs.ports as { internal: number; external: number; ip?: string }[];
+                if (!isDeepStrictEqual(ports, [{ internal: e.config.gitaly.port, external: e.config.gitaly.port, ip: gitalyHost.address }])) {
+                    failures.push(`${describeCase(c)}: Gitaly publishes ${JSON.stringify(ports)}`);
+                }
+                if (ports.some(p => isAllInterfaces(p.ip))) failures.push(`${describeCase(c)}: Gitaly on every interface`);
+                const view = stackView(e);
+                const policy = [
+                    ...e.resources.flatMap(r => checkDatabasePorts(r.type, r.inputs as Record<string, unknown>).map(v => `${r.name}: ${v}`)),
+                    ...checkGitalyPorts(view).map(v => `${v.name}: ${v.message}`), ...checkDataPortsFirewalled(view).map(v => `${v.name}: ${v.message}`),
+                ];
+                failures.push(...policy.map(v => `${describeCase(c)}: ${v}`));
+                const leaks = scanForLeaks(e.resources, generatedPasswords(e.resources, passwordFor));
+                if (leaks.length > 0) failures.push(`${describeCase(c)}: ${formatLeaks(leaks)}`);
+            }
+        } finally {
+            console.warn = warn;
+        }
+        assert.deepEqual(failures.slice(0, 10), [], `SECURITY_SEED=${SEED}`);
+    });
+
+    it("roles.gitaly on a GitLab host or on the NFS server is refused, naming the key", () => {
+        for (const host of ["app1", "app3"]) {
+            const c = gitalyConfig();
+            c.roles.gitaly = host;
+            assert.throws(() => parseClusterConfig(c, secretFlags), (err: unknown) => err instanceof ConfigError && err.problems.some(p => p.startsWith("gitlab-cluster:roles.gitaly: ")));
+        }
+        const c = gitalyConfig();
+        c.roles.gitaly = "nfs1";
+        assert.throws(() => parseClusterConfig(c, secretFlags), (err: unknown) => err instanceof ConfigError && err.problems.some(p => p.startsWith("gitlab-cluster:roles.gitaly: ")));
     });
 });

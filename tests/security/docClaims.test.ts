@@ -2,7 +2,9 @@
 // file, no firewall on a local (dev) host, the backup node's pruning of /etc/gitlab archives, and
 // what a deploy-key rotation touches with and without ssh-agent, the Docker bridge range admitted
 // to the data services when a GitLab node shares their host, the default images named there, and
-// what replacing each generated password changes, and that no workflow step reads a stack output.
+// what replacing each generated password changes (the Gitaly layout's token and gitlab-shell
+// secret too), and that no workflow step reads a stack output. And the file's own convention:
+// every test it names exists, in the file it names.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
@@ -13,15 +15,60 @@ import { etcBackupsDirOf, renderBackupScript } from "../../components/render/bac
 import { classify } from "../../scripts/bench/blastRadius";
 import { evaluate } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
-import { threeNodeConfig } from "../fixtures";
-import { ofType, REMOTE_COMMAND, str } from "../support/graph";
+import { gitalyConfig, threeNodeConfig } from "../fixtures";
+import { dependsOn, ofType, REMOTE_COMMAND, str } from "../support/graph";
 import { tempDir } from "../support/readers";
 import { BACKUP_ID, dockerDouble, nodeLayout } from "./dockerDouble";
 
 const root = path.join(__dirname, "..", "..", "..");
 process.env.GITLAB_CLUSTER_KEY_DIR ??= tempDir("doc-claims-keys");
 
+/**
+ * The tests SECURITY.md names: each `tests/<file>.ts`, with the names quoted right after it (in the
+ * same parentheses, or the same sentence outside them), up to the next file or `itest`. Inline code
+ * other than a test file is not a name; a new paragraph, list item or table row ends a citation.
+ */
+function citedTests(markdown: string): { readonly file: string; readonly names: string[] }[] {
+    const text = markdown
+        .replace(/`([^`]*)`/g, (all, code: string) => (/^tests\/\S+\.ts$/.test(code) ? all : code.replace(/"/g, "")))
+        .replace(/\n\s*\n|\n\s*[-|]\s|\n#+\s/g, " \u00b6 ")
+        .replace(/\s+/g, " ");
+    const cited: { file: string; names: string[] }[] = [];
+    const open: ({ file: string; names: string[] } | "itest" | undefined)[] = [];
+    let depth = 0;
+    for (const m of text.matchAll(/`(tests\/[^`]+\.ts)`|\bitest\b|"([^"]*)"|\(|\)|\u00b6|\.\s(?=[A-Z*])/g)) {
+        const token = m[0];
+        if (token === "(") open[++depth] = undefined;
+        else if (token === ")") { open[depth] = undefined; depth = Math.max(0, depth - 1); }
+        else if (token === "\u00b6") { depth = 0; open.length = 0; }
+        else if (token.startsWith(".")) { if (depth === 0) open[0] = undefined; }
+        else if (m[1] !== undefined) { const c = { file: m[1], names: [] }; cited.push(c); open[depth] = c; }
+        else if (token === "itest") open[depth] = "itest";
+        else if (m[2] !== undefined) { const c = open[depth]; if (c !== undefined && c !== "itest") c.names.push(m[2]); }
+    }
+    return cited;
+}
+
 describe("SECURITY.md claims", () => {
+    it("every test SECURITY.md names exists: each file, and each name quoted after it (\u2026 stands for words left out)", () => {
+        const cited = citedTests(fs.readFileSync(path.join(root, "SECURITY.md"), "utf8"));
+        assert.ok(cited.length > 50 && cited.filter(c => c.names.length > 0).length > 40, `${cited.length} citations`);
+        const problems: string[] = [];
+        for (const { file, names } of cited) {
+            const at = path.join(root, file);
+            if (!fs.existsSync(at)) { problems.push(`${file}: no such file`); continue; }
+            const source = fs.readFileSync(at, "utf8").replace(/\\(["'`\\])/g, "$1").replace(/\s+/g, " ");
+            for (const name of names) {
+                const parts = name.split("\u2026").map(p => p.trim()).filter(Boolean);
+                if (parts.length === 0 || parts.some(p => !source.includes(p))) problems.push(`${file}: no test "${name}"`);
+            }
+        }
+        assert.deepEqual(problems, []);
+        // The reader itself: a planted citation of a test that does not exist is found.
+        const planted = citedTests("A claim (`tests/security/exposure.test.ts` \"runs no container privileged, \u2026\", \"a test nobody wrote\"; itest \"1 redis: x\").");
+        assert.deepEqual(planted, [{ file: "tests/security/exposure.test.ts", names: ["runs no container privileged, \u2026", "a test nobody wrote"] }]);
+    });
+
     it("package-lock.json: only @pulumi/command and protobufjs have install scripts", () => {
         const lock = JSON.parse(fs.readFileSync(path.join(root, "package-lock.json"), "utf8")) as { packages: Record<string, { hasInstallScript?: boolean }> };
         const withScripts = Object.entries(lock.packages).filter(([, p]) => p.hasInstallScript === true).map(([name]) => name).sort();
@@ -101,6 +148,24 @@ describe("SECURITY.md claims", () => {
             const changed = classify(before.resources, after.resources).resources.filter(r => r.op !== "same");
             assert.deepEqual(changed.filter(r => r.op !== "update").map(r => r.name), [], `${password}: only updates`);
             assert.deepEqual(changed.map(r => r.name).sort(), [...names].sort(), password);
+        }
+    });
+
+    it("replacing the Gitaly token or gitlab-shell's secret updates only the gitlab.rb pushes and rollouts of the Gitaly node and every GitLab node, Gitaly first, and no container", async () => {
+        const before = await evaluate(gitalyConfig(), { passwordFor: n => `pw-${n}` });
+        const nodes = ["gitaly", "gitlab-app1", "gitlab-app2", "gitlab-app3"];
+        const expected = [...nodes.map(n => `gitlab-${n}-gitlab-rb`), ...nodes.map(n => `gitlab-${n}-rollout`)].sort();
+        for (const password of ["gitlab-gitaly-token", "gitlab-gitaly-shell-secret"]) {
+            const after = await evaluate(gitalyConfig(), { passwordFor: n => (n === password ? `pw-${n}-rotated` : `pw-${n}`) });
+            const changed = classify(before.resources, after.resources).resources.filter(r => r.op !== "same");
+            assert.deepEqual(changed.filter(r => r.op !== "update").map(r => r.name), [], `${password}: only updates`);
+            assert.deepEqual(changed.map(r => r.name).sort(), expected, password);
+        }
+        // The Gitaly node reconfigures first; each GitLab node's rollout waits for it.
+        const gitaly = before.byName("gitlab-gitaly-rollout");
+        for (const n of ["app1", "app2", "app3"]) {
+            const node = before.byName(`gitlab-gitlab-${n}-rollout`);
+            assert.ok(dependsOn(before, node, gitaly) && !dependsOn(before, gitaly, node), n);
         }
     });
 

@@ -1,5 +1,7 @@
 // Secret-leak scan: every stack is evaluated with known, distinctive secret values, and the
-// whole resource graph is searched for them outside secret inputs (see leakScan.ts).
+// whole resource graph is searched for them outside secret inputs (see leakScan.ts), as are the
+// stack's outputs. The Gitaly layout (issue 13) brings two more: Gitaly's token and gitlab-shell's secret.
+import * as pulumi from "@pulumi/pulumi";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -7,7 +9,7 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { evaluate, type Evaluation, type RecordedResource } from "../../scripts/evaluate";
 import { readStackFile } from "../../scripts/renderStack";
-import { TEST_TLS_CERT, threeNodeConfig } from "../fixtures";
+import { gitalyConfig, TEST_TLS_CERT, threeNodeConfig } from "../fixtures";
 import { tempDir } from "../support/readers";
 import { formatLeaks, generatedPasswords, scanForLeaks, type KnownSecret, type Leak } from "./leakScan";
 
@@ -54,6 +56,15 @@ function threeNodeBackup(): StackUnderTest {
     return { ...base, name: "three-node, backups" };
 }
 
+/** The three-node example in the Gitaly layout: gitaly1 keeps the repositories, nfs1 the shared data. */
+function gitalyLayout(): StackUnderTest {
+    const base = threeNode();
+    const config = gitalyConfig();
+    config.ssh.privateKey = (base.config as ReturnType<typeof threeNodeConfig>).ssh.privateKey;
+    config.loadBalancer.tls = (base.config as ReturnType<typeof threeNodeConfig>).loadBalancer.tls;
+    return { ...base, name: "Gitaly layout", config };
+}
+
 /** A Pulumi.<stack>.yaml with each encrypted value replaced by a known one of the same shape. */
 function stackFile(stack: string): StackUnderTest | undefined {
     const file = path.join(REPO, `Pulumi.${stack}.yaml`);
@@ -91,7 +102,7 @@ async function scanStack(stack: StackUnderTest): Promise<{ e: Evaluation; secret
     return { e, secrets, leaks: scanForLeaks(e.resources, secrets) };
 }
 
-const stacks: StackUnderTest[] = [threeNode(), threeNodeHostKey(), threeNodeBackup(), stackFile("dev"), stackFile("staging"), stackFile("prod")]
+const stacks: StackUnderTest[] = [threeNode(), threeNodeHostKey(), threeNodeBackup(), gitalyLayout(), stackFile("dev"), stackFile("staging"), stackFile("prod")]
     .filter((s): s is StackUnderTest => s !== undefined);
 
 describe("secret-leak scan of every stack", () => {
@@ -110,11 +121,53 @@ describe("secret-leak scan of every stack", () => {
         });
     }
 
-    it("includes the dev stack, and staging/prod when their files exist", () => {
+    it("includes the dev stack, the Gitaly layout, and staging/prod when their files exist", () => {
         const names = stacks.map(s => s.name);
         assert.ok(names.includes("dev"));
+        assert.ok(names.includes("Gitaly layout"));
         for (const s of ["staging", "prod"]) assert.equal(names.includes(s), fs.existsSync(path.join(REPO, `Pulumi.${s}.yaml`)), s);
     });
+
+    it("Gitaly layout: the Gitaly token and gitlab-shell's secret are scanned for, and are only in the gitlab.rb pushes' stdin, marked secret", async () => {
+        const { e, secrets } = await scanStack(gitalyLayout());
+        const token = secrets.find(s => s.label === "gitlab-gitaly-token (generated)");
+        const shell = secrets.find(s => s.label === "gitlab-gitaly-shell-secret (generated)");
+        assert.ok(token && shell, `known secrets: ${secrets.map(s => s.label).join(", ")}`);
+        assert.equal(token.value, passwordFor("gitlab-gitaly-token"));
+        const pushes = ["gitlab-gitaly-gitlab-rb", "gitlab-gitlab-app1-gitlab-rb", "gitlab-gitlab-app2-gitlab-rb", "gitlab-gitlab-app3-gitlab-rb"];
+        for (const s of [token, shell]) {
+            const holders = e.resources.filter(r => JSON.stringify(r.inputs).includes(s.value));
+            assert.deepEqual(holders.map(r => r.name).sort(), [...pushes].sort(), s.label);
+            for (const r of holders) {
+                assert.ok(r.secretInputs.includes("stdin") && String(r.inputs.stdin).includes(s.value), `${r.name} holds ${s.label} in its secret stdin only`);
+                assert.ok(!String(r.inputs.create ?? "").includes(s.value), r.name);
+            }
+        }
+        // The Gitaly node's rollout names its gitlab.rb by a SHA-256 (to reconfigure on a change): a digest, not the secrets.
+        const update = String(e.byName("gitlab-gitaly-rollout").inputs.update);
+        const rb = String(e.byName("gitlab-gitaly-gitlab-rb").inputs.stdin);
+        assert.ok(update.includes(`gitlab.rb sha256 ${createHash("sha256").update(rb).digest("hex")}`));
+    });
+
+    for (const make of [threeNode, gitalyLayout]) {
+        it(`${make().name}: no stack output holds a known secret, but initialRootPassword, which is a secret output`, async () => {
+            const { e, secrets } = await scanStack(make());
+            const exported = [...fs.readFileSync(path.join(REPO, "index.ts"), "utf8").matchAll(/^export const (\w+) = cluster\.(\w+);/gm)].map(m => [m[1]!, m[2]!] as const);
+            assert.ok(exported.length >= 5, "index.ts exports the cluster's outputs");
+            const cluster = e.cluster as unknown as Record<string, unknown>;
+            for (const [output, field] of exported) {
+                const { value, secret } = await e.value(pulumi.output(cluster[field]));
+                const text = JSON.stringify(value);
+                const held = secrets.filter(s => text.includes(JSON.stringify(s.value).slice(1, -1)));
+                if (output === "initialRootPassword") {
+                    assert.equal(secret, true, output);
+                    assert.deepEqual(held.map(s => s.label), ["gitlab-initial-root-password (generated)"]);
+                } else {
+                    assert.deepEqual(held.map(s => s.label), [], `stack output ${output} (plain: ${!secret})`);
+                }
+            }
+        });
+    }
 });
 
 describe("the leak scanner catches planted leaks", () => {
@@ -155,6 +208,35 @@ describe("the leak scanner catches planted leaks", () => {
         for (const [what, resources, expected] of cases) {
             const found = scanForLeaks(resources, secrets).map(l => `${l.resource} ${l.where}`);
             assert.ok(found.includes(expected), `${what}: expected "${expected}", found:\n${found.join("\n")}`);
+        }
+    });
+
+    it("each kind of leak of the Gitaly token or gitlab-shell's secret, in the Gitaly layout's resources", async () => {
+        const { e, secrets } = await scanStack(gitalyLayout());
+        const token = passwordFor("gitlab-gitaly-token");
+        const shell = passwordFor("gitlab-gitaly-shell-secret");
+        const rb = String(e.byName("gitlab-gitaly-gitlab-rb").inputs.stdin);
+        const patch = (name: string, change: (r: RecordedResource) => Partial<RecordedResource>) =>
+            e.resources.map(r => (r.name === name ? { ...r, ...change(r) } : r));
+        const cases: [string, RecordedResource[], string, string][] = [
+            ["the Gitaly node's gitlab.rb, stdin unmarked", patch("gitlab-gitaly-gitlab-rb", r => ({ secretInputs: r.secretInputs.filter(s => s !== "stdin") })), "gitlab-gitaly-gitlab-rb stdin", "gitlab-gitaly-token"],
+            ["a Rails node's gitlab.rb, stdin unmarked", patch("gitlab-gitlab-app3-gitlab-rb", r => ({ secretInputs: r.secretInputs.filter(s => s !== "stdin") })), "gitlab-gitlab-app3-gitlab-rb stdin", "gitlab-gitaly-shell-secret"],
+            ["gitlab.rb on the push's command line", patch("gitlab-gitaly-gitlab-rb", r => ({ inputs: { ...r.inputs, create: `printf '%s' '${rb}' > /etc/gitlab/gitlab.rb` } })), "gitlab-gitaly-gitlab-rb create", "gitlab-gitaly-token"],
+            ["the shell secret in the rollout's update script", patch("gitlab-gitaly-rollout", r => ({ inputs: { ...r.inputs, update: `${String(r.inputs.update)}\n# ${shell}` } })), "gitlab-gitaly-rollout update", "gitlab-gitaly-shell-secret"],
+            ["the token in the Gitaly container's env", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, envs: [`GITALY_TOKEN=${token}`] } })), "gitlab-gitaly envs[0]", "gitlab-gitaly-token"],
+            ["gitlab.rb in GITLAB_OMNIBUS_CONFIG", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, envs: [`GITLAB_OMNIBUS_CONFIG=${rb}`] } })), "gitlab-gitaly envs[0]", "gitlab-gitaly-shell-secret"],
+            ["the token in the Gitaly container's command", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, command: ["gitaly", "--token", token] } })), "gitlab-gitaly command[2]", "gitlab-gitaly-token"],
+            ["the token in the Gitaly healthcheck", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, healthcheck: { tests: ["CMD", "gitaly-probe", token] } } })), "gitlab-gitaly healthcheck.tests[2]", "gitlab-gitaly-token"],
+            ["the token in a label", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, labels: [{ label: "gitaly.token", value: token }] } })), "gitlab-gitaly labels[0].value", "gitlab-gitaly-token"],
+            ["gitlab.rb uploaded into the container", patch("gitlab-gitaly", r => ({ inputs: { ...r.inputs, uploads: [{ file: "/etc/gitlab/gitlab.rb", content: rb }] } })), "gitlab-gitaly uploads[0].content", "gitlab-gitaly-token"],
+            ["the token as a trigger of the readiness wait", patch("gitlab-gitaly-ready", r => ({ inputs: { ...r.inputs, triggers: [token] } })), "gitlab-gitaly-ready triggers[0]", "gitlab-gitaly-token"],
+        ];
+        assert.equal(scanForLeaks(e.resources, secrets).length, 0, "the unpatched graph is clean");
+        for (const [what, resources, expected, secret] of cases) {
+            const found = scanForLeaks(resources, secrets);
+            const where = found.map(l => `${l.resource} ${l.where}`);
+            assert.ok(where.includes(expected), `${what}: expected "${expected}", found:\n${where.join("\n")}`);
+            assert.ok(found.some(l => `${l.resource} ${l.where}` === expected && l.secret === `${secret} (generated)`), `${what}: found as ${secret}:\n${formatLeaks(found)}`);
         }
     });
 
