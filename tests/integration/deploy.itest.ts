@@ -7,10 +7,15 @@
 //   node deploy.itest.js prepare   evaluate; write manifest.json, ops-outputs.json, the key dir
 //   node deploy.itest.js deploy    run every step (commands and containers) in dependency order
 //   node deploy.itest.js rerun     run every command's create again; nothing may change
+//   node deploy.itest.js upgrade <gitlab image>   `pulumi up` after an edit of gitlab.image
+//   node deploy.itest.js change <JSON>            `pulumi up` after a config edit (a JSON merge
+//                                  patch of the stack's config, e.g. {"gitlab":{"omnibus":{...}}})
 //
 // Environment (set by run.sh): ITEST_WORK (this run's private dir), ITEST_SRV_ROOT (the
 // machine directory holding each host's /srv), ITEST_IMAGE_MAP (JSON: official repository ->
-// stand-in tag), GITLAB_CLUSTER_KEY_DIR (where the program writes <host>.key/.known_hosts).
+// stand-in tag), GITLAB_CLUSTER_KEY_DIR (where the program writes <host>.key/.known_hosts),
+// ITEST_LAYOUT (nfs: the first stack, gitaly: the Gitaly layout's; see stack.ts).
+// Every step's start and end go to $ITEST_WORK/timeline.jsonl (the ordering checks read it).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
@@ -19,7 +24,7 @@ import * as path from "node:path";
 import { classify, type Operation } from "../../scripts/bench/blastRadius";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { buildManifest, type Manifest, type ManifestCommand, type ManifestContainer } from "../../scripts/renderStack";
-import { ITEST_STACK, itestStackConfig, runPasswords, type Inventory } from "./stack";
+import { ITEST_STACK, itestStackConfig, layoutFromEnv, runPasswords, type Inventory } from "./stack";
 
 const LABEL = "gitlab-cluster-itest";
 const STEP_TIMEOUT_S = 600;
@@ -35,11 +40,22 @@ function env(name: string): string {
 const work = () => env("ITEST_WORK");
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-/** The test stack; `gitlabImage`: as after an edit of gitlab.image (the upgrade test). */
-async function evaluateStack(gitlabImage?: string): Promise<{ evaluation: Evaluation; manifest: Manifest }> {
+/** RFC 7386 JSON merge patch: objects merge key by key, null deletes, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+    const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === "object" && !Array.isArray(v);
+    if (!isObj(patch)) return patch;
+    const out: Record<string, unknown> = isObj(target) ? { ...target } : {};
+    for (const [k, v] of Object.entries(patch)) {
+        if (v === null) delete out[k];
+        else out[k] = mergePatch(out[k], v);
+    }
+    return out;
+}
+
+/** The test stack (ITEST_LAYOUT's); `patch`: as after an edit of the stack's config (upgrade, change). */
+async function evaluateStack(patch?: Record<string, unknown>): Promise<{ evaluation: Evaluation; manifest: Manifest }> {
     const inv = JSON.parse(fs.readFileSync(path.join(work(), "inventory.json"), "utf8")) as Inventory;
-    const config = itestStackConfig(inv);
-    if (gitlabImage !== undefined) config.gitlab = { ...(config.gitlab as Record<string, unknown>), image: gitlabImage };
+    const config = mergePatch(itestStackConfig(inv, layoutFromEnv()), patch ?? {}) as Record<string, unknown>;
     const evaluation = await evaluate(config, {
         stack: ITEST_STACK,
         passwordFor: runPasswords(path.join(work(), "passwords.json")),
@@ -52,14 +68,40 @@ async function evaluateStack(gitlabImage?: string): Promise<{ evaluation: Evalua
 interface Result { code: number; stdout: string; stderr: string }
 
 /**
- * Runs `script` as the SSH session's command (the login shell interprets it, as with
- * @pulumi/command), with stdin. Uses the key and the pinned known_hosts file the program
- * itself wrote for this host (GITLAB_CLUSTER_KEY_DIR): StrictHostKeyChecking=yes.
+ * The key and known_hosts files an SSH connection to `host` uses: the ones the program itself
+ * wrote for the host's Docker provider (GITLAB_CLUSTER_KEY_DIR). A host that runs no container
+ * (a storage host that only exports NFS) has no Docker provider, so the program writes none for
+ * it: its commands then connect as @pulumi/command does, with their `connection`'s privateKey and
+ * pinned hostKey, which the test writes into files of its own ($ITEST_WORK/connection).
  */
-function sshRun(host: string, address: string, script: string, stdin: string | undefined, timeoutS = STEP_TIMEOUT_S): Promise<Result> {
+function sshFiles(evaluation: Evaluation, host: string): { key: string; knownHosts: string } {
     const dir = env("GITLAB_CLUSTER_KEY_DIR");
-    const args = ["-i", path.join(dir, `${host}.key`), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-        "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${path.join(dir, `${host}.known_hosts`)}`,
+    const program = { key: path.join(dir, `${host}.key`), knownHosts: path.join(dir, `${host}.known_hosts`) };
+    if (fs.existsSync(program.key) && fs.existsSync(program.knownHosts)) return program;
+    const address = evaluation.config.hosts[host]?.address;
+    const connection = evaluation.resources
+        .filter(r => r.type === "command:remote:Command")
+        .map(r => r.inputs.connection as { host?: string; port?: number; privateKey?: string; hostKey?: string } | undefined)
+        .find(c => c?.host === address);
+    if (!connection?.privateKey || !connection.hostKey) throw new Error(`no key files for ${host} in ${dir}, and no command's connection with privateKey and hostKey for ${address}`);
+    const own = path.join(work(), "connection");
+    fs.mkdirSync(own, { recursive: true, mode: 0o700 });
+    const files = { key: path.join(own, `${host}.key`), knownHosts: path.join(own, `${host}.known_hosts`) };
+    fs.writeFileSync(files.key, connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`, { mode: 0o600 });
+    const at = (connection.port ?? 22) === 22 ? String(address) : `[${String(address)}]:${connection.port}`;
+    fs.writeFileSync(files.knownHosts, `${at} ${connection.hostKey}\n`, { mode: 0o600 });
+    return files;
+}
+
+/**
+ * Runs `script` as the SSH session's command (the login shell interprets it, as with
+ * @pulumi/command), with stdin. Uses the key and pinned known_hosts file of `sshFiles`:
+ * StrictHostKeyChecking=yes.
+ */
+function sshRun(evaluation: Evaluation, host: string, address: string, script: string, stdin: string | undefined, timeoutS = STEP_TIMEOUT_S): Promise<Result> {
+    const files = sshFiles(evaluation, host);
+    const args = ["-i", files.key, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${files.knownHosts}`,
         "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR", `root@${address}`, script];
     return runProcess("ssh", args, stdin, process.env, timeoutS);
 }
@@ -125,6 +167,9 @@ interface Volume { hostPath?: string; volumeName?: string; containerPath: string
 interface Port { internal: number; external: number; ip?: string }
 interface Healthcheck { tests: string[]; interval?: string; timeout?: string; retries?: number; startPeriod?: string }
 
+/** Where a GitLab stand-in whose port 22 is not published runs its sshd (the host's sshd has 22). */
+const UNPUBLISHED_STANDIN_SSH_PORT = 2022;
+
 const HANDLED_INPUTS = new Set(["name", "image", "command", "entrypoints", "envs", "restart", "ports", "volumes", "healthcheck", "shmSize", "stopTimeout", "hostname", "wait", "waitTimeout"]);
 
 /** The official image a container runs: its RemoteImage dependency's `name`. */
@@ -168,13 +213,21 @@ async function startContainer(evaluation: Evaluation, c: ManifestContainer, out:
     out.push(`image ${official} -> stand-in ${image}`);
     const envs = [...(inputs.envs as string[] | undefined ?? [])];
     const address = evaluation.config.hosts[c.host]!.address;
-    for (const p of (inputs.ports as Port[] | undefined) ?? []) {
+    const ports = (inputs.ports as Port[] | undefined) ?? [];
+    for (const p of ports) {
         if (p.ip !== undefined && p.ip !== address && p.ip !== "0.0.0.0") throw new Error(`${name}: port ${p.external} published on ${p.ip}, not the host's address ${address}`);
         if (p.internal !== p.external) {
             if (!official.startsWith("gitlab/") || p.internal !== 22) throw new Error(`${name}: cannot translate port ${p.internal} -> ${p.external} in a shared network namespace`);
             envs.push(`GITLAB_STANDIN_SSH_PORT=${p.external}`);
         }
         out.push(`port ${p.ip ?? "*"}:${p.external} -> ${p.internal}: listens on ${address}:${p.external} in the host's namespace`);
+    }
+    if (official.startsWith("gitlab/") && !ports.some(p => p.internal === 22)) {
+        // The image's sshd listens on the container's own port 22, which it does not publish (the
+        // Gitaly node). In the host's namespace port 22 is the host's sshd: the stand-in's goes
+        // to a port nothing publishes or connects to.
+        envs.push(`GITLAB_STANDIN_SSH_PORT=${UNPUBLISHED_STANDIN_SSH_PORT}`);
+        out.push(`port 22 of the container is not published: the stand-in's sshd listens on ${UNPUBLISHED_STANDIN_SSH_PORT} (unused) in the host's namespace`);
     }
     if (inputs.hostname !== undefined && inputs.hostname !== c.host) throw new Error(`${name}: hostname ${String(inputs.hostname)} is not the host's name ${c.host}`);
     const srvRoot = env("ITEST_SRV_ROOT");
@@ -265,6 +318,7 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
     const failures: string[] = [];
     const running = new Map<string, Promise<void>>();
     const t0 = Date.now();
+    const timeline = path.join(work(), "timeline.jsonl");
     const runStep = async (s: Step): Promise<void> => {
         const t = Date.now();
         const out: string[] = [];
@@ -289,7 +343,7 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
                 const script = (s.op === "update" ? c.update : undefined) ?? c.create ?? "true";
                 const run = () => host === undefined
                     ? localRun(script, stdin, environment)
-                    : sshRun(c.host, host.address, script, stdin);
+                    : sshRun(evaluation, c.host, host.address, script, stdin);
                 if (host === undefined && evaluation.byName(c.resource).type !== "command:local:Command") throw new Error(`${c.resource}: host ${c.host} is not in the inventory`);
                 let r = await run();
                 if (r.code !== 0 && APT_NETWORK_ERROR.test(r.stdout + r.stderr)) {
@@ -309,7 +363,10 @@ async function runGraph(evaluation: Evaluation, all: Step[], title: string): Pro
             out.push(`error: ${(err as Error).message}`);
         }
         const where = s.kind === "command" ? s.command.host : s.container.host;
-        const head = `${ok ? "ok  " : "FAIL"} [${where}] ${s.kind === "container" ? "container " : ""}${s.name} (${((Date.now() - t) / 1000).toFixed(1)}s)`;
+        const end = Date.now();
+        fs.appendFileSync(timeline, `${JSON.stringify({ run: title, step: s.name, kind: s.kind, host: where, op: s.op ?? "create", ok,
+            start: new Date(t).toISOString(), end: new Date(end).toISOString() })}\n`);
+        const head = `${ok ? "ok  " : "FAIL"} [${where}] ${s.kind === "container" ? "container " : ""}${s.name} (${((end - t) / 1000).toFixed(1)}s)`;
         log(head);
         for (const l of out) log(`       ${l}`);
         if (ok) done.add(s.name); else { failed ??= s.name; failures.push([head, ...out.slice(-25)].join("\n       ")); }
@@ -345,12 +402,13 @@ async function removeContainer(name: string, stopTimeoutS: number, out: string[]
 
 // ---- what a host looks like: files the scripts manage, mounts, firewall, containers -----------
 
-const SNAPSHOT_SCRIPT = `set -u
+/** `logDirs`: the Omnibus containers' log directories (written by the running services, not by the program's scripts). */
+const snapshotScript = (logDirs: readonly string[]) => `set -u
 paths=""
 for p in /srv /etc/exports.d /etc/fstab /etc/cron.d /etc/sysctl.d /usr/local/sbin /var/lib/nfs/etab; do [ -e "$p" ] && paths="$paths $p"; done
-# /srv/gitlab/logs is GitLab's own log directory (written by the running services, not by the program's scripts)
-find $paths -path /srv/gitlab/logs -prune -o -printf '%p %y %m %U:%G\\n' | LC_ALL=C sort
-find $paths -path /srv/gitlab/logs -prune -o -type f -print0 | xargs -0 -r sha256sum | LC_ALL=C sort -k2
+prune="${logDirs.map(d => `-path ${d} -prune -o`).join(" ")}"
+find $paths $prune -printf '%p %y %m %U:%G\\n' | LC_ALL=C sort
+find $paths $prune -type f -print0 | xargs -0 -r sha256sum | LC_ALL=C sort -k2
 echo "-- mounts under /srv"
 awk '$5 ~ "^/srv" {print $5}' /proc/self/mountinfo | LC_ALL=C sort
 echo "-- iptables -S"
@@ -363,7 +421,9 @@ done
 
 async function snapshot(evaluation: Evaluation): Promise<Map<string, string>> {
     const hosts = Object.entries(evaluation.config.hosts);
-    const results = await Promise.all(hosts.map(([name, h]) => sshRun(name, h.address, SNAPSHOT_SCRIPT, undefined, 120)));
+    // GitLab's and Gitaly's own logs (the Gitaly stand-in logs every health call of a readiness wait).
+    const script = snapshotScript([`${evaluation.config.gitlab.dataRoot}/logs`, `${evaluation.config.gitaly.dataRoot}/logs`]);
+    const results = await Promise.all(hosts.map(([name, h]) => sshRun(evaluation, name, h.address, script, undefined, 120)));
     return new Map(hosts.map(([name], i) => {
         const r = results[i]!;
         if (r.code !== 0) throw new Error(`snapshot of ${name} failed: ${r.stderr}`);
@@ -385,10 +445,15 @@ async function prepare(): Promise<number> {
     // The ops command reads the stack's outputs; `ops` is the inventory the program exports.
     fs.writeFileSync(path.join(work(), "ops-outputs.json"), JSON.stringify({ ops: evaluation.cluster.ops }, null, 1), { mode: 0o600 });
     const keyDir = env("GITLAB_CLUSTER_KEY_DIR");
+    // The program writes them for each host's Docker provider: every host that runs a container.
+    const dockerHosts = new Set(manifest.containers.map(c => c.host));
     for (const h of Object.keys(evaluation.config.hosts)) {
         for (const f of [`${h}.key`, `${h}.known_hosts`]) {
-            if (!fs.existsSync(path.join(keyDir, f))) throw new Error(`the program did not write ${f} into ${keyDir}`);
+            const written = fs.existsSync(path.join(keyDir, f));
+            if (dockerHosts.has(h) && !written) throw new Error(`the program did not write ${f} into ${keyDir}`);
+            if (!dockerHosts.has(h) && written) log(`note: ${h} runs no container, yet the program wrote ${f}`);
         }
+        if (!dockerHosts.has(h)) log(`${h} runs no container: no Docker provider, no key files; its commands connect with their connection's privateKey and hostKey`);
     }
     // Facts the shell checks need, without secrets.
     const files = Object.fromEntries(manifest.commands.filter(c => c.writes).map(c => [`${c.host}:${c.writes!.path}`, c.writes!.mode]));
@@ -433,24 +498,25 @@ async function rerun(): Promise<number> {
 }
 
 /**
- * `pulumi up` after gitlab.image is edited: evaluates the stack before and after, classifies every
- * resource with the providers' replace-on-change rules (scripts/bench/blastRadius.ts), and runs the
- * commands and containers that change, in the program's dependency order (unchanged ones are done).
+ * `pulumi up` after the stack's config is edited (`patch`, a JSON merge patch; the upgrade test's is
+ * gitlab.image): evaluates the stack before and after, classifies every resource with the providers'
+ * replace-on-change rules (scripts/bench/blastRadius.ts), and runs the commands and containers that
+ * change, in the program's dependency order (unchanged ones are done).
  * Exit 0 when every step ran; 3 when a step failed (the output names it: a refused preflight).
  */
-async function upgrade(gitlabImage: string): Promise<number> {
+async function applyChange(what: string, patch: Record<string, unknown>): Promise<number> {
     const current = await evaluateStack();
-    const next = await evaluateStack(gitlabImage);
+    const next = await evaluateStack(patch);
     const ops = new Map(classify(current.evaluation.resources, next.evaluation.resources).resources.map(r => [r.name, r.op]));
     const changed = steps(next.manifest, true)
         .map(s => ({ ...s, op: ops.get(s.name) }))
         .filter(s => s.op !== undefined && s.op !== "same");
     const names = new Set(changed.map(s => s.name));
     const plan = changed.map(s => ({ ...s, deps: s.deps.filter(d => names.has(d)) }));
-    log(`upgrade to ${gitlabImage}: ${plan.length} changed steps`);
+    log(`${what}: ${plan.length} changed steps`);
     for (const s of plan) log(`  ${s.op} ${s.kind === "container" ? "container " : ""}${s.name}${s.deps.length ? ` after ${s.deps.join(", ")}` : ""}`);
     try {
-        await runGraph(next.evaluation, plan, `upgrade to ${gitlabImage}`);
+        await runGraph(next.evaluation, plan, what);
     } catch (err) {
         log((err as Error).message);
         return 3;
@@ -463,9 +529,10 @@ async function main(argv: string[]): Promise<number> {
         case "prepare": return prepare();
         case "deploy": return deploy();
         case "rerun": return rerun();
-        case "upgrade": if (argv[1]) return upgrade(argv[1]); break;
+        case "upgrade": if (argv[1]) return applyChange(`upgrade to ${argv[1]}`, { gitlab: { image: argv[1] } }); break;
+        case "change": if (argv[1]) return applyChange(`change ${argv[1]}`, JSON.parse(argv[1]) as Record<string, unknown>); break;
     }
-    throw new Error("usage: deploy.itest.js prepare|deploy|rerun|upgrade <gitlab image>");
+    throw new Error("usage: deploy.itest.js prepare|deploy|rerun|upgrade <gitlab image>|change <JSON merge patch of the config>");
 }
 
 main(process.argv.slice(2)).then(code => process.exit(code), err => {

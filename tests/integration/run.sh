@@ -7,11 +7,14 @@
 # network gitlab-cluster-itest (172.29.77.0/24), evaluates the test stack
 # (tests/integration/stack.ts) and deploys what the program produces for it: every command
 # of the manifest over real SSH, every container from its spec on the real engine (images
-# mapped to named stand-ins), in dependency order. Then the checks, the restore drill, and
-# cleanup of everything it made. Last lines: "N passed, M failed" and the timings; exit 1 if
-# a check failed or cleanup left something.
-# Knobs: ITEST_VERBOSE=1, ITEST_KEEP=1 (keep containers and files), ITEST_REBUILD=1,
-# ITEST_KEEP_DOCKERD=1. The phase-1 self-checks of the infrastructure: selfcheck.sh.
+# mapped to named stand-ins), in dependency order. Then the checks, the restore drill, the
+# upgrade; then the first stack is removed and the Gitaly layout (gitaly-layout.sh: roles.gitaly
+# on gitaly1, the NFS share on nfs1) is deployed the same way and checked. Then cleanup of
+# everything it made. Last lines: "N passed, M failed" and the timings; exit 1 if a check failed
+# or cleanup left something.
+# Knobs: ITEST_VERBOSE=1, ITEST_KEEP=1 (keep containers and files: the Gitaly layout's),
+# ITEST_REBUILD=1, ITEST_KEEP_DOCKERD=1, ITEST_SKIP_GITALY=1 (first stack only).
+# The phase-1 self-checks of the infrastructure: selfcheck.sh.
 set -uo pipefail
 ITEST_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export ITEST_DIR
@@ -73,6 +76,10 @@ timeout 300 npx tsc -p tsconfig.json --outDir dist-itest --incremental --tsBuild
   || itest_die "tsc failed"
 T_TSC=$(itest_now)
 echo "TIMING hosts up and TypeScript built (dist-itest) in $(( T_TSC - T_IMAGES )) s (tsc $(( T_TSC - T_TSC0 )) s)"
+
+# The Gitaly stand-in's own checks (on this machine, loopback only): auth, backup/restore, token change.
+check "0 the Gitaly stand-in's self-test (plain HTTP, not gRPC: images/gitlab-standin/selftest-gitaly.sh)" \
+  bash tests/integration/images/gitlab-standin/selftest-gitaly.sh
 
 # --- the program's artifacts, deployed ----------------------------------------------------------
 check "evaluate the test stack (host keys pinned, hostile passwords)" node_itest prepare
@@ -489,6 +496,16 @@ chk_upgrade_order() {   # from the stand-ins: versions, who migrated what with w
 }
 check "upgrade: app1 first (regular migrations only), app2, app3 in turn (none), post-deployment migrations once after the last" chk_upgrade_order
 
+# --- the Gitaly layout (issue 13): a second stack, once the first is removed ----------------------
+T_FIRST=$(itest_now)
+echo "TIMING first stack (NFS layout): deploy and checks $(( T_FIRST - T_TSC )) s"
+if [[ -n "${ITEST_SKIP_GITALY:-}" ]]; then
+  echo "ITEST_SKIP_GITALY set: the Gitaly layout is not deployed"
+else
+  # shellcheck source=gitaly-layout.sh
+  source "$ITEST_DIR/gitaly-layout.sh"
+fi
+
 T_END=$(itest_now)
-echo "TIMING checks $(( T_END - T_TSC )) s; whole run $(( T_END - T_START )) s (image build/reuse $(( T_IMAGES - T_DOCKER )) s)"
+echo "TIMING checks $(( T_END - T_TSC )) s (Gitaly layout $(( T_END - T_FIRST )) s); whole run $(( T_END - T_START )) s (image build/reuse $(( T_IMAGES - T_DOCKER )) s)"
 itest_summary

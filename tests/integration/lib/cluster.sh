@@ -5,11 +5,14 @@
 #   cluster_srv_init           # ITEST_SRV_ROOT: one directory per host, shared-propagation
 #                              # bind mount; removed on exit (after the containers)
 #   cluster_remove_leftovers   # volumes and /srv directories of a killed earlier run
+#   cluster_remove_stack       # this run's containers (hosts and services) and volumes, now:
+#                              # the network and the /srv root stay (run.sh's second stack)
 #   cluster_start_host NAME IP [docker run args]   # a Docker host: sshd, the machine's docker
 #                              # CLI and socket, its /srv = $ITEST_SRV_ROOT/NAME/srv
 #   cluster_inventory FILE     # ssh-keyscan every host; writes the inventory stack.ts reads
 #   pw NAME                    # prints one generated password of this run (no newline)
-#   node_itest ARGS...         # runs dist-itest/tests/integration/deploy.itest.js
+#   node_itest ARGS...         # runs dist-itest/tests/integration/deploy.itest.js (log:
+#                              # $ITEST_BUILD_LOG_DIR/${ITEST_LOG_PREFIX}<subcommand>.log)
 #   ops ARGS...                # the program's ops command, on the test stack's outputs
 #
 # Why the hosts look like this:
@@ -75,6 +78,19 @@ cluster_srv_init() {
   export ITEST_SRV_ROOT
 }
 
+# cluster_remove_stack: removes this run's containers (the hosts and the services the deploy
+# started in their namespaces) and named volumes, keeping the network and the /srv root, so that
+# another stack of the same cluster name (its container and volume names) can be deployed next.
+cluster_remove_stack() {
+  local ids
+  itest_remove_by_label "gitlab-cluster-itest.run=$ITEST_RUN_ID"
+  ids=$(docker volume ls -q --filter "label=gitlab-cluster-itest.run=$ITEST_RUN_ID" 2>/dev/null)
+  # shellcheck disable=SC2086
+  [[ -z "$ids" ]] || timeout 60 docker volume rm $ids >/dev/null || { itest_log "could not remove volumes: $ids"; return 1; }
+  ids=$(docker ps -aq --filter "label=gitlab-cluster-itest.run=$ITEST_RUN_ID" 2>/dev/null)
+  [[ -z "$ids" ]] || { itest_log "containers of this run remain: $ids"; return 1; }
+}
+
 # cluster_remove_leftovers: volumes and /srv directories of an earlier run that was killed
 # before its cleanup (call after itest_harness_init, which removes its containers)
 cluster_remove_leftovers() {
@@ -136,7 +152,7 @@ pw() {   # pw NAME: one generated password of this run, raw, without newline
 # $ITEST_BUILD_LOG_DIR/<subcommand>.log (no secrets: they are never printed)
 node_itest() {
   mkdir -p "$ITEST_BUILD_LOG_DIR"
-  timeout 900 node "$ITEST_REPO_DIR/dist-itest/tests/integration/deploy.itest.js" "$@" 2>&1 | tee "$ITEST_BUILD_LOG_DIR/$1.log"
+  timeout 900 node "$ITEST_REPO_DIR/dist-itest/tests/integration/deploy.itest.js" "$@" 2>&1 | tee "$ITEST_BUILD_LOG_DIR/${ITEST_LOG_PREFIX:-}$1.log"
 }
 
 # ops ARGS...: `npm run ops -- ARGS --stack itest --outputs <the stack's ops output>`, built

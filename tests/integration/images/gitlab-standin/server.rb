@@ -7,7 +7,14 @@
 # tested without the real image (which cannot be pulled here).
 #
 #   GET  /-/readiness   200 {"status":"ok",...}; 503 while /run/standin-not-ready
-#                       exists or the last `gitlab-ctl reconfigure` failed
+#                       exists or the last `gitlab-ctl reconfigure` failed, or
+#                       (Gitaly tier) while a Gitaly named by tcp:// in
+#                       gitlab_rails['repositories_storages'] does not answer its
+#                       health call with gitlab_rails['gitaly_token'] (result
+#                       reused 5 s; the reason names the storage, address and
+#                       error). NOTE: real GitLab checks Gitaly in readiness only
+#                       with ?all=1; the stand-in always does, unless the container
+#                       has GITLAB_STANDIN_GITALY_READINESS=all-only (real semantics).
 #   GET  /-/liveness    200 {"status":"ok"}
 #   GET  /-/health      200 "GitLab OK"
 #   GET  /-/standin/headers  200, the request line + headers as JSON (to check
@@ -25,12 +32,13 @@ require 'socket'
 require 'json'
 require 'digest/sha1'
 require 'base64'
+require_relative 'standin_lib'
 
 NODE = ENV['NODE_NAME'].to_s.empty? ? Socket.gethostname : ENV['NODE_NAME']
 PORTS = (ENV['STANDIN_HTTP_PORTS'] || '80').split(/[ ,]+/).map(&:to_i)
 NOT_READY_FILE = '/run/standin-not-ready'
-RECONFIGURE_FAILED = '/var/opt/gitlab/standin-reconfigure.failed'
-STOPPED_DIR = '/run/gitlab-standin/stopped'
+RECONFIGURE_FAILED = File.join(Standin::VAR, 'standin-reconfigure.failed')
+STOPPED_DIR = File.join(Standin::RUN, 'stopped')
 WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 READ_TIMEOUT = 120 # seconds without progress before a connection is dropped
 MAX_HEADER = 64 * 1024
@@ -76,6 +84,31 @@ class Conn
 
   def write(data) = @s.write(data)
   def close = (@s.close rescue nil)
+end
+
+# The settings of the last successful reconfigure (re-read when the file changes).
+SAVED = { stamp: nil, settings: nil }
+SAVED_MUTEX = Mutex.new
+def saved_settings
+  SAVED_MUTEX.synchronize do
+    st = (File.stat(Standin::SAVED_SETTINGS) rescue nil)
+    stamp = st && [st.ino, st.mtime.to_r, st.size]
+    SAVED.update(stamp: stamp, settings: Standin.saved_settings) if stamp != SAVED[:stamp]
+    SAVED[:settings]
+  end
+end
+
+GITALY_HEALTH = Standin::Gitaly::HealthCache.new
+# Gitaly tier: [[reason, ...], [gitaly_check entries]] for the repository storages on a Gitaly of
+# another node (tcp:// addresses); none without repositories_storages (the NFS layout).
+def gitaly_readiness
+  s = saved_settings
+  return [[], []] unless s && Standin::Gitaly.remote?(s)
+
+  results = GITALY_HEALTH.check(Standin::Gitaly.clients(s))
+  reasons = results.reject { |_, ok, _| ok }.map { |_, _, why| why }
+  checks = results.map { |c, ok, why| { status: ok ? 'ok' : 'failed', labels: { shard: c.name }, message: ok ? nil : why }.compact }
+  [reasons, checks]
 end
 
 def respond(c, status, reason, body, type = 'application/json', extra = {})
@@ -158,10 +191,14 @@ def handle(sock)
         reasons = []
         reasons << NOT_READY_FILE if File.exist?(NOT_READY_FILE)
         reasons << 'gitlab-ctl reconfigure failed' if File.exist?(RECONFIGURE_FAILED)
+        all = path.to_s.split('?', 2)[1].to_s.split('&').include?('all=1')
+        gitaly_reasons, gitaly_checks = all || ENV['GITLAB_STANDIN_GITALY_READINESS'] != 'all-only' ? gitaly_readiness : [[], []]
+        reasons.concat(gitaly_reasons)
+        extra = gitaly_checks.empty? ? {} : { gitaly_check: gitaly_checks }
         if reasons.empty?
-          respond(c, 200, 'OK', { status: 'ok', master_check: [{ status: 'ok' }], node: NODE })
+          respond(c, 200, 'OK', { status: 'ok', master_check: [{ status: 'ok' }], **extra, node: NODE })
         else
-          respond(c, 503, 'Service Unavailable', { status: 'failed', reasons: reasons, node: NODE })
+          respond(c, 503, 'Service Unavailable', { status: 'failed', reasons: reasons, **extra, node: NODE })
         end
       when '/-/liveness' then respond(c, 200, 'OK', { status: 'ok' })
       when '/-/health' then respond(c, 200, 'OK', "GitLab OK\n", 'text/plain')
