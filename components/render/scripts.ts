@@ -180,9 +180,11 @@ export function gitlabReadinessProbe(container: string): ReadinessProbe {
  * A Gitaly-only node has no HTTP endpoint: its runit service must be up (`gitlab-ctl status`
  * exits non-zero for a service that is down). Whether the GitLab nodes reach it shows on their
  * side: GitLab's `/-/readiness?all=1` includes a Gitaly check per storage.
+ * The output must say `run: gitaly:`: for a service no reconfigure has enabled yet (a new
+ * container's first reconfigure is under way) omnibus-ctl prints nothing and exits 0.
  */
 export function gitalyReadinessProbe(container: string): ReadinessProbe {
-    return { command: `docker exec ${shellQuote(container)} gitlab-ctl status gitaly >/dev/null`, what: "gitlab-ctl status gitaly" };
+    return { command: `docker exec ${shellQuote(container)} gitlab-ctl status gitaly 2>/dev/null | grep -q '^run: gitaly:'`, what: "gitlab-ctl status gitaly" };
 }
 
 function waitLoop(container: string, timeoutSeconds: number, probe: ReadinessProbe): string {
@@ -220,8 +222,23 @@ export function waitForReadinessScript(container: string, timeoutSeconds: number
  * makes the command provider run it as an update.
  */
 export function reconfigureScript(container: string, timeoutSeconds: number, revision?: string, probe = gitlabReadinessProbe(container)): string {
+    const c = shellQuote(container);
+    // Reconfigure's output is kept out of the command's stdout (which the engine logs and stores):
+    // Chef prints a diff of every template it changes, and Omnibus's templates (database.yml,
+    // Gitaly's config.toml) hold passwords and tokens. On failure, the last lines without diff
+    // lines; Omnibus logs each run in full under /var/log/gitlab/reconfigure/ in the container.
     return `${HEADER}${revision === undefined ? "" : `# ${revision.replace(/\n/g, " ")}\n`}echo "reconfiguring ${container}"
-docker exec ${shellQuote(container)} gitlab-ctl reconfigure
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! docker exec ${c} gitlab-ctl reconfigure >"$out" 2>&1; then
+    echo "${container}: gitlab-ctl reconfigure failed; its last lines, file diffs left out (they can hold secrets):" >&2
+    grep -v -E '^[[:space:]]*([-+]|@@)' "$out" | tail -n 30 >&2 || true
+    echo "the whole output: docker exec ${container} sh -c 'ls -t /var/log/gitlab/reconfigure/*.log | head -n 1'" >&2
+    exit 1
+fi
+echo "${container}: gitlab-ctl reconfigure done ($(wc -l < "$out") lines of output not shown: they can hold secrets)"
+rm -f "$out"
+trap - EXIT
 ${waitLoop(container, timeoutSeconds, probe)}`;
 }
 

@@ -2,7 +2,17 @@
 set -eu
 # gitlab.rb sha256 5bdca5a4d332b027c16a5818c1b52d29a825aed5ebec1953028b0e3fc760ac82
 echo "reconfiguring gitlab-gitlab-app2"
-docker exec gitlab-gitlab-app2 gitlab-ctl reconfigure
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! docker exec gitlab-gitlab-app2 gitlab-ctl reconfigure >"$out" 2>&1; then
+    echo "gitlab-gitlab-app2: gitlab-ctl reconfigure failed; its last lines, file diffs left out (they can hold secrets):" >&2
+    grep -v -E '^[[:space:]]*([-+]|@@)' "$out" | tail -n 30 >&2 || true
+    echo "the whole output: docker exec gitlab-gitlab-app2 sh -c 'ls -t /var/log/gitlab/reconfigure/*.log | head -n 1'" >&2
+    exit 1
+fi
+echo "gitlab-gitlab-app2: gitlab-ctl reconfigure done ($(wc -l < "$out") lines of output not shown: they can hold secrets)"
+rm -f "$out"
+trap - EXIT
 deadline=$(( $(date +%s) + 1200 ))
 last=0
 while :; do

@@ -3,7 +3,7 @@ set -eu
 deadline=$(( $(date +%s) + 1200 ))
 last=0
 while :; do
-    if docker exec gitlab-gitaly gitlab-ctl status gitaly >/dev/null 2>/dev/null; then
+    if docker exec gitlab-gitaly gitlab-ctl status gitaly 2>/dev/null | grep -q '^run: gitaly:' 2>/dev/null; then
         echo "gitlab-gitaly is ready"
         exit 0
     fi

@@ -2,7 +2,17 @@
 set -eu
 # gitlab.rb sha256 4c1b0edd22fdaf4a48f494ac1421ae6c85ec9b4903c9b1882cd437bba0cbfad8
 echo "reconfiguring gitlab-gitlab-app1"
-docker exec gitlab-gitlab-app1 gitlab-ctl reconfigure
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! docker exec gitlab-gitlab-app1 gitlab-ctl reconfigure >"$out" 2>&1; then
+    echo "gitlab-gitlab-app1: gitlab-ctl reconfigure failed; its last lines, file diffs left out (they can hold secrets):" >&2
+    grep -v -E '^[[:space:]]*([-+]|@@)' "$out" | tail -n 30 >&2 || true
+    echo "the whole output: docker exec gitlab-gitlab-app1 sh -c 'ls -t /var/log/gitlab/reconfigure/*.log | head -n 1'" >&2
+    exit 1
+fi
+echo "gitlab-gitlab-app1: gitlab-ctl reconfigure done ($(wc -l < "$out") lines of output not shown: they can hold secrets)"
+rm -f "$out"
+trap - EXIT
 deadline=$(( $(date +%s) + 1200 ))
 last=0
 while :; do

@@ -2,7 +2,17 @@
 set -eu
 # gitlab.rb sha256 c3c2a4b406b5d380e5a8e91476fc69bbab475ca8d045fc77b5a921641852f9d2
 echo "reconfiguring gitlab-gitlab-app3"
-docker exec gitlab-gitlab-app3 gitlab-ctl reconfigure
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! docker exec gitlab-gitlab-app3 gitlab-ctl reconfigure >"$out" 2>&1; then
+    echo "gitlab-gitlab-app3: gitlab-ctl reconfigure failed; its last lines, file diffs left out (they can hold secrets):" >&2
+    grep -v -E '^[[:space:]]*([-+]|@@)' "$out" | tail -n 30 >&2 || true
+    echo "the whole output: docker exec gitlab-gitlab-app3 sh -c 'ls -t /var/log/gitlab/reconfigure/*.log | head -n 1'" >&2
+    exit 1
+fi
+echo "gitlab-gitlab-app3: gitlab-ctl reconfigure done ($(wc -l < "$out") lines of output not shown: they can hold secrets)"
+rm -f "$out"
+trap - EXIT
 deadline=$(( $(date +%s) + 1200 ))
 last=0
 while :; do
