@@ -146,31 +146,33 @@ export class HostConnection {
             pulumi.log.warn(`host "${config.name}" (${config.address}) has no ssh.hostKey: its SSH host key is not verified (hosts.${config.name}.insecureSkipHostKeyCheck is set; for labs only). ` +
                 `Pin it with: pulumi config set --path 'hosts.${config.name}.ssh.hostKey' "$(ssh-keyscan -t ed25519 ${config.address} | cut -d' ' -f2-)"`, parent);
         }
-        // The key file is written by the program (the provider needs it in a preview too); this
-        // command removes it when the stack, the host or its key goes. The provider depends on it,
-        // so a destroy deletes every resource of the host, then the provider, then the file.
-        // The path travels in the environment: no secret, and the same script on every machine.
-        let keyFileOwner: command.local.Command | undefined;
-        if (!config.local && config.ssh.privateKey !== undefined) {
-            const keyFile = sshFilePaths(filesDir, config.name).key;
-            const keyFileName = `${clusterName}-${config.name}-ssh-key`;
-            // It runs where `pulumi up` runs, not on this host.
-            this.commands.set(keyFileName, { host: PULUMI_MACHINE });
-            keyFileOwner = new command.local.Command(keyFileName, {
-                create: sshKeyFileCreateScript(),
-                delete: sshKeyFileDeleteScript(),
-                environment: { [SSH_KEY_FILE_ENV]: keyFile },
-                // A moved key file (another GITLAB_CLUSTER_KEY_DIR) replaces the command, whose old
-                // delete step then removes the file from its old place.
-                triggers: [keyFile],
-                interpreter: ["/bin/sh", "-c"],
-                addPreviousOutputInEnv: false,
-            }, { parent });
-        }
         // Made with the host's first container: a host that runs none (a storage host that only
-        // exports NFS) needs no Docker.
-        this.makeProvider = () => new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir),
-            { parent, dependsOn: keyFileOwner === undefined ? [] : [keyFileOwner] });
+        // exports NFS) needs no Docker, and no key file (its commands take the key in `connection`).
+        this.makeProvider = () => {
+            // The key file is written by the program (the provider needs it in a preview too); this
+            // command removes it when the stack, the host or its key goes. The provider depends on it,
+            // so a destroy deletes every resource of the host, then the provider, then the file.
+            // The path travels in the environment: no secret, and the same script on every machine.
+            let keyFileOwner: command.local.Command | undefined;
+            if (!config.local && config.ssh.privateKey !== undefined) {
+                const keyFile = sshFilePaths(filesDir, config.name).key;
+                const keyFileName = `${clusterName}-${config.name}-ssh-key`;
+                // It runs where `pulumi up` runs, not on this host.
+                this.commands.set(keyFileName, { host: PULUMI_MACHINE });
+                keyFileOwner = new command.local.Command(keyFileName, {
+                    create: sshKeyFileCreateScript(),
+                    delete: sshKeyFileDeleteScript(),
+                    environment: { [SSH_KEY_FILE_ENV]: keyFile },
+                    // A moved key file (another GITLAB_CLUSTER_KEY_DIR) replaces the command, whose old
+                    // delete step then removes the file from its old place.
+                    triggers: [keyFile],
+                    interpreter: ["/bin/sh", "-c"],
+                    addPreviousOutputInEnv: false,
+                }, { parent });
+            }
+            return new docker.Provider(`${clusterName}-${config.name}-docker`, dockerProviderArgs(config, filesDir),
+                { parent, dependsOn: keyFileOwner === undefined ? [] : [keyFileOwner] });
+        };
     }
 
     /** The Docker provider of this host, if anything on it uses Docker. */
