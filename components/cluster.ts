@@ -31,6 +31,11 @@ export interface OpsInventory {
     }[];
     readonly backupNode: string;
     readonly backupsDir: string;
+    /** The Gitaly node, with roles.gitaly. */
+    readonly gitaly?: {
+        readonly name: string; readonly address: string; readonly container: string; readonly port: number;
+        readonly ssh: { readonly user: string; readonly port: number; readonly local: boolean };
+    };
     readonly balancer: {
         readonly name: string; readonly address: string; readonly container: string; readonly httpPort: number;
         readonly httpsPort: number; readonly tls: boolean; readonly serverName: string;
@@ -230,6 +235,12 @@ export class GitlabCluster extends pulumi.ComponentResource {
             })),
             backupNode: backupNode ?? cfg.roles.gitlab[0]!,
             backupsDir: `${cfg.gitlab.dataRoot}/data/backups`,
+            ...(this.gitaly && cfg.roles.gitaly !== undefined ? {
+                gitaly: {
+                    name: cfg.roles.gitaly, address: this.gitaly.endpoint.address, container: this.gitaly.containerName, port: this.gitaly.endpoint.port,
+                    ssh: sshOf(host(cfg.roles.gitaly)),
+                },
+            } : {}),
             balancer: {
                 name: lbHost.name, address: lbHost.address, container: `${name}-lb`, httpPort: cfg.loadBalancer.httpPort,
                 httpsPort: cfg.loadBalancer.httpsPort, tls: cfg.loadBalancer.tls !== undefined, serverName, ssh: sshOf(lbHost),

@@ -81,6 +81,13 @@ export function checkInventory(value: unknown, source: string, stack: string): O
             need(n, `ops.nodes[${i}]`, { name: "string", address: "string", container: "string", dataRoot: "string", migrationNode: "boolean" });
             sshOf(n, `ops.nodes[${i}]`);
         });
+        if (value.gitaly !== undefined) {
+            if (!isObj(value.gitaly)) problems.push(`ops.gitaly is ${kind(value.gitaly)}, not a map`);
+            else {
+                need(value.gitaly, "ops.gitaly", { name: "string", address: "string", container: "string", port: "number" });
+                sshOf(value.gitaly, "ops.gitaly");
+            }
+        }
         if (!isObj(value.balancer)) problems.push(`ops.balancer is ${kind(value.balancer)}, not a map`);
         else {
             need(value.balancer, "ops.balancer", { name: "string", address: "string", container: "string", httpPort: "number", httpsPort: "number", tls: "boolean", serverName: "string" });
@@ -145,6 +152,17 @@ docker exec ${c} curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://127
         const label = `${n.name}${n.migrationNode ? " (migration)" : ""}`;
         if (r.unreachable !== undefined) rows.push([label, n.container, "?", `unknown: ${unreachableMessage(n, r.unreachable)}`]);
         else rows.push([label, n.container, state, code === "200" ? "ready" : `not ready (${code})`]);
+    }
+    if (inv.gitaly !== undefined) {
+        // The GitLab nodes' /-/readiness does not check Gitaly (only ?all=1 does): ask the Gitaly node itself.
+        const g = inv.gitaly;
+        const c = shellQuote(g.container);
+        const r = await runner.run(g as HostRef, `docker inspect -f '{{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}}' ${c} 2>/dev/null || echo missing
+if docker exec ${c} gitlab-ctl status gitaly 2>/dev/null | grep -q '^run: gitaly:'; then echo run; else echo down; fi`);
+        const [state = "?", gitaly = "?"] = r.stdout.trim().split("\n");
+        if (r.unreachable !== undefined || gitaly !== "run") bad++;
+        rows.push([`gitaly ${g.name}`, g.container, r.unreachable !== undefined ? "?" : state,
+            r.unreachable !== undefined ? `unknown: ${unreachableMessage(g as HostRef, r.unreachable)}` : gitaly === "run" ? "Gitaly running" : "Gitaly down"]);
     }
     const b = inv.balancer;
     const scheme = b.tls ? "https" : "http";

@@ -83,6 +83,36 @@ describe("host scripts", () => {
         assert.match(missing.stderr, /gitlab-secrets\.json is missing/);
     });
 
+    it("a reconfigure prints no line of gitlab-ctl's output (Chef's diffs hold secrets); on failure, its last lines without the diffs", () => {
+        const bin = tempDir("bin");
+        const secret = "S3cr3t-token-in-a-diff";
+        // A stand-in docker: `exec ... gitlab-ctl reconfigure` prints what Chef prints for a changed
+        // template, and fails when $FAIL is set; `exec ... curl` (the readiness probe) answers at once.
+        fs.writeFileSync(path.join(bin, "docker"), `#!/bin/sh
+case "$*" in
+  *"gitlab-ctl reconfigure"*)
+    printf '%s\\n' "  * template[/var/opt/gitlab/gitaly/config.toml] action create" "    - update content in file /var/opt/gitlab/gitaly/config.toml" \
+      "    --- /var/opt/gitlab/gitaly/config.toml" "    +++ /var/opt/gitlab/gitaly/.chef-config.toml" "    @@ -1,3 +1,3 @@" \
+      "    -token = 'old-${secret}'" "    +token = '${secret}'" "Running handlers:"
+    if [ -n "\${FAIL:-}" ]; then echo "There was an error running gitlab-ctl reconfigure" >&2; exit 1; fi ;;
+  *) exit 0 ;;
+esac
+`, { mode: 0o755 });
+        const script = `PATH=${bin}:$PATH\n${scripts.reconfigureScript("gitlab-x", 5, "gitlab.rb sha256 0")}`;
+        const ok = runSh(script);
+        assert.equal(ok.status, 0, ok.stderr);
+        assert.doesNotMatch(ok.stdout + ok.stderr, new RegExp(secret));
+        assert.match(ok.stdout, /^gitlab-x: gitlab-ctl reconfigure done \(8 lines of output not shown/m);
+        assert.match(ok.stdout, /^gitlab-x is ready$/m);
+        const failed = runSh(`FAIL=1\nexport FAIL\n${script}`);
+        assert.equal(failed.status, 1);
+        assert.doesNotMatch(failed.stdout + failed.stderr, new RegExp(secret));
+        assert.match(failed.stderr, /gitlab-ctl reconfigure failed; its last lines, file diffs left out/);
+        assert.match(failed.stderr, /^ {2}\* template\[\/var\/opt\/gitlab\/gitaly\/config\.toml\] action create$/m);
+        assert.match(failed.stderr, /^There was an error running gitlab-ctl reconfigure$/m);
+        assert.doesNotMatch(failed.stdout, /is ready/, "no readiness wait after a failed reconfigure");
+    });
+
     it("the readiness wait gives up after its timeout with a clear message", () => {
         const bin = tempDir("bin");
         fs.writeFileSync(path.join(bin, "docker"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
