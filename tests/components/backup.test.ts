@@ -4,13 +4,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { backupPlacementWarnings } from "../../components/backup";
-import { ConfigError, parseClusterConfig } from "../../components/config";
+import { parseClusterConfig } from "../../components/config";
 import { etcBackupsDirOf, renderAuthorizedKeyLine, renderBackupScript, renderReceiverScript, renderTargetPruneCron } from "../../components/render/backup";
 import { evaluate, type Evaluation } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
 import { str } from "../support/graph";
 import { loadGitlabRb, shellcheck, shSyntax, tempDir } from "../support/readers";
 import { BACKUP_ID, dockerDouble, ETC_FILES, GIT_UID, nodeLayout } from "../security/dockerDouble";
+import { problemsOf } from "../support/config";
 
 process.env.GITLAB_CLUSTER_KEY_DIR = tempDir("keys");
 
@@ -141,16 +142,6 @@ describe("backup.secretsTarget: the /etc/gitlab archives on their own host", () 
     });
 });
 
-/** Every problem the config has (none: []). */
-function problemsOf(raw: Record<string, unknown>): string[] {
-    try {
-        parseClusterConfig(raw, { isSecret: () => true });
-        return [];
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, String(err));
-        return err.problems;
-    }
-}
 
 describe("backup.secretsTarget in the stack config", () => {
     it("is refused on the target's host, with or without the same path, naming both keys", () => {

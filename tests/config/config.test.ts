@@ -1,24 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-    ConfigError, DEFAULT_IMAGES, type SecretFlags, isCronSchedule, isPinnedImage, loadClusterConfig, parseClusterConfig, readFlatConfig, secretFlagsOf, secretLeaves,
-} from "../../components/config";
+import { ConfigError, DEFAULT_IMAGES, isCronSchedule, isPinnedImage, loadClusterConfig, parseClusterConfig, readFlatConfig, secretFlagsOf, secretLeaves } from "../../components/config";
 import { flatConfig } from "../../scripts/evaluate";
 import { TEST_TLS_CERT, threeNodeConfig } from "../fixtures";
+import { allSecret, problemsOf, problemOf } from "../support/config";
 
-const allSecret: SecretFlags = { isSecret: () => true };
-
-/** Parses a config and returns the single problem it reports. */
-function problemOf(raw: Record<string, unknown>, secrets: SecretFlags = allSecret): string {
-    try {
-        parseClusterConfig(raw, secrets);
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-        assert.equal(err.problems.length, 1, `expected one problem, got: ${err.problems.join(" | ")}`);
-        return err.problems[0]!;
-    }
-    assert.fail("the config was accepted");
-}
 
 describe("stack configuration", () => {
     it("accepts the three-node example and fills in defaults", () => {
@@ -162,16 +148,6 @@ describe("stack configuration", () => {
     });
 });
 
-/** Every problem a config gives (none: accepted). */
-function problemsOf(raw: Record<string, unknown>, secrets: SecretFlags = allSecret): string[] {
-    try {
-        parseClusterConfig(raw, secrets);
-        return [];
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-        return err.problems;
-    }
-}
 
 const DIGEST = `sha256:${"0123456789abcdef".repeat(4)}`;
 

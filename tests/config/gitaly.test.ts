@@ -3,27 +3,12 @@
 // not on the share; the warning for a multi-node cluster without a Gitaly node.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, GITALY_DEFAULT_PORT, type SecretFlags, configWarnings, loadClusterConfig, parseClusterConfig } from "../../components/config";
+import { GITALY_DEFAULT_PORT, configWarnings, loadClusterConfig } from "../../components/config";
 import { flatConfig } from "../../scripts/evaluate";
 import { gitalyConfig, nNodeConfig, testHostKey, threeNodeConfig } from "../fixtures";
+import { problemsOf, problemOf } from "../support/config";
 
-const allSecret: SecretFlags = { isSecret: () => true };
 
-function problemsOf(raw: Record<string, unknown>): string[] {
-    try {
-        parseClusterConfig(raw, allSecret);
-        return [];
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-        return err.problems;
-    }
-}
-
-function problemOf(raw: Record<string, unknown>): string {
-    const problems = problemsOf(raw);
-    assert.equal(problems.length, 1, `expected one problem, got: ${problems.join(" | ") || "none"}`);
-    return problems[0]!;
-}
 
 /** As the program reads a stack: the flat `gitlab-cluster:*` map, every key encrypted. */
 const load = (raw: Record<string, unknown>) => loadClusterConfig(flatConfig(raw), () => true);

@@ -3,27 +3,10 @@
 // schedules that never run or run every minute).
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-    ConfigError, type SecretFlags, configWarnings, cronScheduleProblem, ignoredConfigWarnings, isCronSchedule, loadClusterConfig, parseClusterConfig,
-} from "../../components/config";
+import { ConfigError, configWarnings, cronScheduleProblem, ignoredConfigWarnings, isCronSchedule, loadClusterConfig, parseClusterConfig } from "../../components/config";
 import { threeNodeConfig } from "../fixtures";
+import { allSecret, problemsOf, problemOf } from "../support/config";
 
-const allSecret: SecretFlags = { isSecret: () => true };
-
-function problemsOf(raw: Record<string, unknown>): string[] {
-    try {
-        parseClusterConfig(raw, allSecret);
-        return [];
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-        return err.problems;
-    }
-}
-function problemOf(raw: Record<string, unknown>): string {
-    const problems = problemsOf(raw);
-    assert.equal(problems.length, 1, `expected one problem, got: ${problems.join(" | ") || "none"}`);
-    return problems[0]!;
-}
 
 describe("layouts refused before deploy (issue 16, item 4)", () => {
     it("refuses nfs.path equal to, inside, or holding gitlab.dataRoot, naming both keys", () => {

@@ -2,22 +2,12 @@
 // configuration sees them: every problem names its key path; secret-named values must be encrypted.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, parseClusterConfig, secretFlagsOf, type SecretFlags } from "../../components/config";
+import { parseClusterConfig, secretFlagsOf } from "../../components/config";
 import { evaluate } from "../../scripts/evaluate";
 import { threeNodeConfig } from "../fixtures";
 import { loadGitlabRb } from "../support/readers";
+import { allSecret, refusalsOf } from "../support/config";
 
-const allSecret: SecretFlags = { isSecret: () => true };
-
-function problemsOf(raw: Record<string, unknown>, secrets: SecretFlags = allSecret): string[] {
-    try {
-        parseClusterConfig(raw, secrets);
-    } catch (err) {
-        assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-        return err.problems;
-    }
-    assert.fail("the config was accepted");
-}
 
 const withOmnibus = (omnibus: unknown, rails?: Record<string, unknown>) => {
     const raw = threeNodeConfig();
@@ -43,7 +33,7 @@ describe("gitlab.omnibus", () => {
     });
 
     it("names the key path of every problem", () => {
-        assert.deepEqual(problemsOf(withOmnibus({
+        assert.deepEqual(refusalsOf(withOmnibus({
             gitlab_rials: { time_zone: "UTC" },
             nginx: { listen_port: 8080, client_max_body_size: "0" },
             gitlab_rails: { db_password: "x", ldap_servers: { main: { bind_dn: "a\0b" } } },
@@ -60,7 +50,7 @@ describe("gitlab.omnibus", () => {
     });
 
     it("refuses a gitlab_rails key set both in gitlab.rails and gitlab.omnibus.gitlab_rails", () => {
-        assert.deepEqual(problemsOf(withOmnibus({ gitlab_rails: { time_zone: "Europe/Berlin", smtp_enable: true } }, { time_zone: "UTC" })), [
+        assert.deepEqual(refusalsOf(withOmnibus({ gitlab_rails: { time_zone: "Europe/Berlin", smtp_enable: true } }, { time_zone: "UTC" })), [
             "gitlab-cluster:gitlab.omnibus.gitlab_rails.time_zone: is also set as gitlab.rails.time_zone: set it in one place",
         ]);
     });
@@ -78,7 +68,7 @@ describe("gitlab.omnibus", () => {
         const encrypted = ["ssh", "loadBalancer", "gitlab.omnibus.gitlab_rails.smtp_password", "gitlab.omnibus.gitlab_rails.ldap_servers.main.password",
             "gitlab.omnibus.gitlab_rails.omniauth_providers[0].args.client_options.secret", "gitlab.omnibus.gitlab_kas.api_secret_key"];
         assert.doesNotThrow(() => parseClusterConfig(raw, secretFlagsOf(encrypted)));
-        assert.deepEqual(problemsOf(raw, secretFlagsOf([...encrypted.slice(0, 2), ...encrypted.slice(3, 5)])), [
+        assert.deepEqual(refusalsOf(raw, secretFlagsOf([...encrypted.slice(0, 2), ...encrypted.slice(3, 5)])), [
             "gitlab-cluster:gitlab.omnibus.gitlab_rails.smtp_password: is stored in plain text; set it with `pulumi config set --secret --path 'gitlab.omnibus.gitlab_rails.smtp_password'`",
             "gitlab-cluster:gitlab.omnibus.gitlab_kas.api_secret_key: is stored in plain text; set it with `pulumi config set --secret --path 'gitlab.omnibus.gitlab_kas.api_secret_key'`",
         ]);
@@ -87,7 +77,7 @@ describe("gitlab.omnibus", () => {
     });
 
     it("never echoes a secret-named value, nor the contents of a setting, in an error", () => {
-        const problems = problemsOf(withOmnibus({ gitlab_rails: { db_password: "HUNTER2", ldap_servers: { main: { password: "HUNTER2\0" } } }, gitlab_railz: { smtp_password: "HUNTER2" } }));
+        const problems = refusalsOf(withOmnibus({ gitlab_rails: { db_password: "HUNTER2", ldap_servers: { main: { password: "HUNTER2\0" } } }, gitlab_railz: { smtp_password: "HUNTER2" } }));
         assert.equal(problems.length, 3);
         assert.ok(!problems.join("\n").includes("HUNTER2"), problems.join("\n"));
     });
@@ -98,7 +88,7 @@ describe("gitlab.gitUid and gitlab.gitGid (removed)", () => {
         it(`${key}: refused with the reason it was removed`, () => {
             const raw = threeNodeConfig();
             raw.gitlab[key] = 998;
-            assert.deepEqual(problemsOf(raw), [
+            assert.deepEqual(refusalsOf(raw), [
                 `gitlab-cluster:gitlab.${key}: was removed: the GitLab Docker image ignores user['uid'] and user['gid'] (it sets manage_accounts['enable'] = false) and its git user is 998:998 on every node, which is what the NFS share needs; delete it (got 998)`,
             ]);
         });

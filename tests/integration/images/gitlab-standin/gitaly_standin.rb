@@ -59,8 +59,6 @@ PIDFILE = File.join(Standin::RUN, 'gitaly.pid')
 STATEFILE = File.join(Standin::RUN, 'gitaly.state')
 STOPPED = File.join(Standin::RUN, 'stopped', 'gitaly')
 LOGFILE = File.join(Standin::LOG_DIR, 'gitaly', 'standin.log')
-READ_TIMEOUT = 120
-MAX_HEADER = 64 * 1024
 REPO_PATH = %r{\A(?:[A-Za-z0-9_@][A-Za-z0-9._@-]*/){0,8}[A-Za-z0-9_@][A-Za-z0-9._@-]*\.git\z}
 
 $stdout.sync = true
@@ -109,51 +107,7 @@ class HttpError < StandardError
   end
 end
 
-class Conn
-  attr_reader :sock
-
-  def initialize(sock) = (@s = sock; @buf = +''.b)
-
-  def fill
-    raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
-
-    @buf << @s.readpartial(1024 * 1024)
-  end
-
-  def gets_line
-    until (i = @buf.index("\r\n"))
-      raise HttpError.new(431, 'header too large') if @buf.bytesize > MAX_HEADER
-
-      fill
-    end
-    @buf.slice!(0, i + 2).chomp("\r\n")
-  end
-
-  # copies exactly n bytes to io
-  def copy(n, io)
-    left = n
-    unless @buf.empty?
-      take = [left, @buf.bytesize].min
-      io.write(@buf.slice!(0, take))
-      left -= take
-    end
-    while left.positive?
-      raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
-
-      io.write(data = @s.readpartial([left, 1024 * 1024].min))
-      left -= data.bytesize
-    end
-    n
-  end
-
-  def read_exact(n)
-    fill while @buf.bytesize < n
-    @buf.slice!(0, n)
-  end
-
-  def write(data) = @s.write(data)
-  def close = (@s.close rescue nil)
-end
+Conn = Standin::Conn
 
 def respond(c, status, body, extra = {})
   reason = { 200 => 'OK', 201 => 'Created', 400 => 'Bad Request', 401 => 'Unauthorized', 404 => 'Not Found',
@@ -405,6 +359,9 @@ def handle(sock)
 rescue HttpError => e
   log("#{peer} \"#{meth} #{path}\" #{e.status}: #{e.message}")
   respond(c, e.status, { error: e.message }) rescue nil
+rescue Conn::HeaderTooLarge => e
+  log("#{peer} 431: #{e.message}")
+  respond(c, 431, { error: e.message }) rescue nil
 rescue G::Error => e
   log("#{peer} \"#{meth} #{path}\" 500: #{e.message}")
   respond(c, 500, { error: e.message }) rescue nil

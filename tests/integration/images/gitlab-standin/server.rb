@@ -40,51 +40,11 @@ NOT_READY_FILE = '/run/standin-not-ready'
 RECONFIGURE_FAILED = File.join(Standin::VAR, 'standin-reconfigure.failed')
 STOPPED_DIR = File.join(Standin::RUN, 'stopped')
 WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-READ_TIMEOUT = 120 # seconds without progress before a connection is dropped
-MAX_HEADER = 64 * 1024
 
 $stdout.sync = true
 def log(msg) = puts("#{Time.now.utc.strftime('%FT%TZ')} standin[#{NODE}] #{msg}")
 
-class Conn
-  def initialize(sock) = (@s = sock; @buf = +''.b)
-
-  def fill
-    raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
-    @buf << @s.readpartial(1024 * 1024)
-  end
-
-  def gets_line
-    until (i = @buf.index("\r\n"))
-      raise 'header too large' if @buf.bytesize > MAX_HEADER
-      fill
-    end
-    @buf.slice!(0, i + 2).chomp("\r\n")
-  end
-
-  # read exactly n bytes, discarding them; returns n
-  def discard(n)
-    left = n
-    unless @buf.empty?
-      take = [left, @buf.bytesize].min
-      @buf.slice!(0, take)
-      left -= take
-    end
-    while left.positive? # read straight from the socket, nothing buffered
-      raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
-      left -= @s.readpartial([left, 1024 * 1024].min).bytesize
-    end
-    n
-  end
-
-  def read_exact(n)
-    fill while @buf.bytesize < n
-    @buf.slice!(0, n)
-  end
-
-  def write(data) = @s.write(data)
-  def close = (@s.close rescue nil)
-end
+Conn = Standin::Conn
 
 # The settings of the last successful reconfigure (re-read when the file changes).
 SAVED = { stamp: nil, settings: nil }

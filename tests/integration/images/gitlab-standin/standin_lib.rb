@@ -335,3 +335,60 @@ module Standin
     end
   end
 end
+
+module Standin
+  # One HTTP/1.1 connection of a stand-in server (GitLab's or Gitaly's): buffered reads with a
+  # timeout, a header-size limit, and bodies read straight from the socket.
+  class Conn
+    READ_TIMEOUT = 120 # seconds without progress before a connection is dropped
+    MAX_HEADER = 64 * 1024
+    class HeaderTooLarge < StandardError; end
+
+    def initialize(sock) = (@s = sock; @buf = +''.b)
+    def sock = @s
+
+    def fill
+      raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
+
+      @buf << @s.readpartial(1024 * 1024)
+    end
+
+    def gets_line
+      until (i = @buf.index("\r\n"))
+        raise HeaderTooLarge, 'header too large' if @buf.bytesize > MAX_HEADER
+
+        fill
+      end
+      @buf.slice!(0, i + 2).chomp("\r\n")
+    end
+
+    # Reads exactly n bytes and writes them to io (discards them without one); returns n.
+    def copy(n, io = nil)
+      left = n
+      unless @buf.empty?
+        take = [left, @buf.bytesize].min
+        data = @buf.slice!(0, take)
+        io&.write(data)
+        left -= take
+      end
+      while left.positive? # straight from the socket, nothing buffered
+        raise EOFError unless IO.select([@s], nil, nil, READ_TIMEOUT)
+
+        data = @s.readpartial([left, 1024 * 1024].min)
+        io&.write(data)
+        left -= data.bytesize
+      end
+      n
+    end
+
+    def discard(n) = copy(n)
+
+    def read_exact(n)
+      fill while @buf.bytesize < n
+      @buf.slice!(0, n)
+    end
+
+    def write(data) = @s.write(data)
+    def close = (@s.close rescue nil)
+  end
+end
