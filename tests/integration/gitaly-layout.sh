@@ -48,10 +48,7 @@ g_start_host gitaly1 "$GITALY" "${FIREWALLED[@]}" || itest_die "start gitaly1"
 g_start_host app1 "${CLUSTER_IP[app1]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${G_NFS_SHARE[@]}" || itest_die "start app1"
 g_start_host app2 "${CLUSTER_IP[app2]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${G_NFS_SHARE[@]}" || itest_die "start app2"
 g_start_host edge1 "$EDGE" || itest_die "start edge1"
-for h in "${!CLUSTER_IP[@]}"; do
-  itest_wait_ssh "${CLUSTER_IP[$h]}" 60 || itest_die "no SSH to $h"
-done
-cluster_inventory "$ITEST_WORK/inventory.json" || itest_die "ssh-keyscan failed"
+cluster_hosts_ready "$ITEST_WORK/inventory.json"
 echo "TIMING Gitaly layout: first stack removed, hosts up in $(( $(itest_now) - T_G0 )) s"
 
 G_FAILED_BEFORE=$ITEST_FAILED

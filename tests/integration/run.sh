@@ -66,10 +66,7 @@ cluster_start_host app1 "${CLUSTER_IP[app1]}" "${FIREWALLED[@]}" || itest_die "s
 cluster_start_host app2 "${CLUSTER_IP[app2]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app2"
 cluster_start_host app3 "${CLUSTER_IP[app3]}" "${FIREWALLED[@]}" "${NFS_CLIENT_CAPS[@]}" "${NFS_SERVER_SHARE[@]}" || itest_die "start app3"
 cluster_start_host edge1 "$EDGE" || itest_die "start edge1"
-for h in "${!CLUSTER_IP[@]}"; do
-  itest_wait_ssh "${CLUSTER_IP[$h]}" 60 || itest_die "no SSH to $h"
-done
-cluster_inventory "$ITEST_WORK/inventory.json" || itest_die "ssh-keyscan failed"
+cluster_hosts_ready "$ITEST_WORK/inventory.json"
 
 T_TSC0=$(itest_now)
 timeout 300 npx tsc -p tsconfig.json --outDir dist-itest --incremental --tsBuildInfoFile dist-itest/tsconfig.tsbuildinfo \

@@ -143,6 +143,15 @@ cluster_inventory() {
   } > "$file"
 }
 
+# cluster_hosts_ready FILE: every started host answers SSH, then cluster_inventory FILE; dies naming what failed
+cluster_hosts_ready() {
+  local h
+  for h in "${!CLUSTER_IP[@]}"; do
+    itest_wait_ssh "${CLUSTER_IP[$h]}" 60 || itest_die "no SSH to $h"
+  done
+  cluster_inventory "$1" || itest_die "ssh-keyscan failed"
+}
+
 pw() {   # pw NAME: one generated password of this run, raw, without newline
   node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[process.argv[2]] ?? "")' \
     "$ITEST_WORK/passwords.json" "$1"
